@@ -1,0 +1,155 @@
+"""The one seam for chat models: `ChatBackend`, its result types, a scripted fake and a registry.
+
+Teacher, student, customer simulator, judge and test fakes all take OpenAI-style messages
+(`[{"role": ..., "content": ...}]`) and return a `ChatResult`. Concrete network backends live in
+`distill`; the llama.cpp student lives in `edge_agent.student`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+
+from .errors import BackendError, ConfigError
+
+__all__ = [
+    "Message",
+    "Usage",
+    "ChatResult",
+    "GenerationConfig",
+    "ChatBackend",
+    "ScriptedChat",
+    "register_backend",
+    "make_backend",
+    "backend_names",
+]
+
+Message = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Prompt tokens actually evaluated (not served from the KV cache); llama.cpp only.
+    evaluated_prompt_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str = "stop"
+    model: str = ""
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Decoding settings; defaults suit small students (see models/registry.toml per model)."""
+
+    max_tokens: int = 160
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 40
+    repeat_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def merged(self, **overrides: Any) -> "GenerationConfig":
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if "stop" in values:
+            values["stop"] = tuple(values["stop"])
+        try:
+            return GenerationConfig(**{**self.__dict__, **values})
+        except TypeError as exc:
+            raise ConfigError(f"unknown generation setting: {exc}; valid ones: "
+                              f"{', '.join(self.__dict__)}") from None
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Messages in, text and usage out. `stream` yields text pieces and may be unsupported."""
+
+    name: str
+
+    def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
+        ...
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
+        ...
+
+
+class ScriptedChat:
+    """A fake backend that replies from a queue (or a function) and records every call.
+
+    >>> fake = ScriptedChat(["Hello!"])
+    >>> fake.chat([{"role": "user", "content": "hi"}]).text
+    'Hello!'
+    >>> fake.calls[0][-1]["content"]
+    'hi'
+    """
+
+    def __init__(
+        self,
+        replies: Sequence[str] | Callable[[Sequence[Message]], str] = (),
+        name: str = "scripted",
+        default: str | None = None,
+    ) -> None:
+        self.name = name
+        self._fn = replies if callable(replies) else None
+        self._queue = [] if callable(replies) else list(replies)
+        self._default = default
+        self._lock = threading.Lock()
+        self.calls: list[list[dict[str, str]]] = []
+        self.configs: list[GenerationConfig | None] = []
+
+    def _next(self, messages: Sequence[Message]) -> str:
+        with self._lock:
+            self.calls.append([dict(m) for m in messages])
+            if self._fn is not None:
+                return self._fn(messages)
+            if self._queue:
+                return self._queue.pop(0)
+            if self._default is not None:
+                return self._default
+        raise BackendError(f"{self.name}: the scripted reply queue is empty; add more replies")
+
+    def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
+        self.configs.append(config)
+        text = self._next(messages)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(text.split()))
+        return ChatResult(text=text, usage=usage, model=self.name)
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
+        text = self.chat(messages, config).text
+        for i, word in enumerate(text.split(" ")):
+            yield word if i == 0 else " " + word
+
+
+_REGISTRY: dict[str, Callable[..., ChatBackend]] = {"scripted": ScriptedChat}
+
+
+def register_backend(name: str, factory: Callable[..., ChatBackend]) -> None:
+    """Make a backend constructible by name (e.g. from a config file)."""
+    _REGISTRY[name] = factory
+
+
+def backend_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_backend(name: str, **kwargs: Any) -> ChatBackend:
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown backend {name!r}; valid names: {', '.join(backend_names())}"
+        ) from None
+    return factory(**kwargs)

@@ -1,0 +1,371 @@
+"""Read, validate and write strategy packs: the one module that knows the pack format.
+
+A pack is a directory holding `manifest.json`, `strategies.jsonl` (row i = vector i),
+`vectors.npy` (float32, L2-normalised, the source of truth), `index.faiss` (a rebuildable
+accelerator) and `embedder/` (ONNX model + tokenizer). Loading checks everything and raises
+`PackError` with one line naming the failed field and the fix. Nothing here is ever pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import __version__
+from .conversation import parse_transcript, query_text
+from .embedder import EMBEDDER_CONFIG, Embedder, HashEmbedder, OnnxEmbedder
+from .errors import PackError
+from .files import is_lfs_pointer, sha256_file, write_json_atomic
+from .index import ExactIndex, FaissIndex, VectorIndex, build_faiss
+from .library import Strategy, parse_strategy_line
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Pack",
+    "PackSettings",
+    "load_pack",
+    "write_pack",
+    "build_pack",
+    "BuildReport",
+    "index_text",
+]
+
+FORMAT_NAME = "edge-agent-pack"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+MANIFEST = "manifest.json"
+STRATEGIES = "strategies.jsonl"
+VECTORS = "vectors.npy"
+INDEX = "index.faiss"
+EMBEDDER_DIR = "embedder"
+REBUILD_HINT = "rebuild it with: edge-agent pack build"
+
+
+@dataclass(frozen=True)
+class PackSettings:
+    """Run-time choices stored in the manifest: retrieval, prompt rendering and decoding."""
+
+    retrieval: Mapping[str, Any] = field(default_factory=dict)
+    prompting: Mapping[str, Any] = field(default_factory=dict)
+    generation: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "retrieval": dict(self.retrieval),
+            "prompting": dict(self.prompting),
+            "generation": dict(self.generation),
+        }
+
+
+@dataclass
+class Pack:
+    """A loaded, validated pack."""
+
+    path: Path
+    manifest: dict[str, Any]
+    strategies: list[Strategy]
+    vectors: np.ndarray
+    index: VectorIndex
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def system_prompt(self) -> str:
+        return str(self.manifest.get("domain", {}).get("system_prompt", ""))
+
+    @property
+    def settings(self) -> PackSettings:
+        s = self.manifest.get("settings", {})
+        return PackSettings(s.get("retrieval", {}), s.get("prompting", {}), s.get("generation", {}))
+
+    @property
+    def embedder_info(self) -> dict[str, Any]:
+        return dict(self.manifest["embedder"])
+
+    def open_embedder(self, threads: int | None = None) -> Embedder:
+        """The embedder this pack was built with (the only one whose queries match its vectors)."""
+        info = self.embedder_info
+        if info.get("kind") == "hash":
+            return HashEmbedder(dim=int(info["dim"]), seed=int(info.get("seed", 0)), id=info["id"])
+        return OnnxEmbedder(self.path / EMBEDDER_DIR, threads=threads)
+
+    def exact_index(self) -> ExactIndex:
+        return ExactIndex(self.vectors)
+
+
+def index_text(strategy: Strategy, query_turns: int) -> str:
+    """The text embedded for a strategy: the recent end of its scenario, built like a query."""
+    return query_text(parse_transcript(strategy.scenario), query_turns)
+
+
+def _fail(msg: str) -> PackError:
+    return PackError(msg)
+
+
+def _check_file(root: Path, rel: str, entry: Mapping[str, Any], verify_hashes: bool) -> None:
+    path = root / rel
+    if not path.is_file():
+        raise _fail(f"pack {root}: file '{rel}' is missing; {REBUILD_HINT}")
+    if is_lfs_pointer(path):
+        raise _fail(
+            f"pack {root}: '{rel}' is a Git-LFS pointer, not the file; run 'git lfs pull' or {REBUILD_HINT}"
+        )
+    size = path.stat().st_size
+    expected = entry.get("bytes")
+    if isinstance(expected, int) and size != expected:
+        what = "truncated" if size < expected else "larger than recorded"
+        raise _fail(f"pack {root}: '{rel}' is {what} ({size} of {expected} bytes); {REBUILD_HINT}")
+    if verify_hashes and sha256_file(path) != entry.get("sha256"):
+        raise _fail(f"pack {root}: sha256 of '{rel}' does not match manifest.files; the file changed "
+                    f"after the build; {REBUILD_HINT}")
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    if not root.is_dir():
+        raise _fail(f"pack directory {root} not found; build one with: edge-agent pack build")
+    path = root / MANIFEST
+    if not path.is_file():
+        raise _fail(f"pack {root}: file '{MANIFEST}' is missing; {REBUILD_HINT}")
+    if is_lfs_pointer(path):
+        raise _fail(f"pack {root}: '{MANIFEST}' is a Git-LFS pointer; run 'git lfs pull' or {REBUILD_HINT}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(f"pack {root}: '{MANIFEST}' is not valid JSON ({exc}); {REBUILD_HINT}") from None
+    if not isinstance(manifest, dict):
+        raise _fail(f"pack {root}: '{MANIFEST}' must be a JSON object; {REBUILD_HINT}")
+    if manifest.get("format") != FORMAT_NAME:
+        raise _fail(f"pack {root}: manifest.format is {manifest.get('format')!r}, expected "
+                    f"{FORMAT_NAME!r}; this is not an edge-agent pack")
+    version = manifest.get("format_version")
+    if version not in SUPPORTED_VERSIONS:
+        raise _fail(f"pack {root}: manifest.format_version {version!r} is not supported by edge-agent "
+                    f"{__version__} (supports {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade "
+                    "edge-agent or rebuild the pack with this version")
+    for key in ("embedder", "counts", "files"):
+        if not isinstance(manifest.get(key), dict):
+            raise _fail(f"pack {root}: manifest.{key} is missing or not an object; {REBUILD_HINT}")
+    return manifest
+
+
+def _read_vectors(root: Path, expected_rows: int, dim: int) -> np.ndarray:
+    try:
+        vectors = np.load(root / VECTORS, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _fail(f"pack {root}: '{VECTORS}' cannot be read ({str(exc)[:100]}), it may be truncated; "
+                    f"{REBUILD_HINT}") from None
+    if vectors.dtype != np.float32 or vectors.ndim != 2:
+        raise _fail(f"pack {root}: '{VECTORS}' must be a 2-D float32 array, got {vectors.dtype} "
+                    f"{vectors.shape}; {REBUILD_HINT}")
+    if vectors.shape[1] != dim:
+        raise _fail(f"pack {root}: dim mismatch: vectors have dim {vectors.shape[1]} but manifest.embedder.dim "
+                    f"is {dim}; {REBUILD_HINT}")
+    if vectors.shape[0] != expected_rows:
+        raise _fail(f"pack {root}: count mismatch: {VECTORS} has {vectors.shape[0]} rows but "
+                    f"{STRATEGIES} has {expected_rows} strategies; {REBUILD_HINT}")
+    norms = np.linalg.norm(vectors, axis=1)
+    if not np.all(np.abs(norms - 1.0) < 1e-3):
+        raise _fail(f"pack {root}: '{VECTORS}' rows are not L2-normalised; {REBUILD_HINT}")
+    return vectors
+
+
+def load_pack(
+    path: Path | str,
+    *,
+    verify_hashes: bool = True,
+    use_faiss: bool = True,
+    expect_embedder: str | None = None,
+) -> Pack:
+    """Load and validate a pack; raise PackError naming the failed field and the fix."""
+    root = Path(path)
+    manifest = _read_manifest(root)
+    files: Mapping[str, Any] = manifest["files"]
+    for rel in (STRATEGIES, VECTORS):
+        if rel not in files:
+            raise _fail(f"pack {root}: manifest.files lacks '{rel}'; {REBUILD_HINT}")
+    for rel, entry in sorted(files.items()):
+        if rel == INDEX and not use_faiss:
+            continue
+        _check_file(root, rel, entry, verify_hashes)
+
+    emb = manifest["embedder"]
+    dim = emb.get("dim")
+    if not isinstance(dim, int) or dim <= 0:
+        raise _fail(f"pack {root}: manifest.embedder.dim must be a positive integer; {REBUILD_HINT}")
+    if expect_embedder is not None and emb.get("id") != expect_embedder:
+        raise _fail(f"pack {root}: embedder mismatch: pack was built with {emb.get('id')!r} (dim {dim}) but "
+                    f"{expect_embedder!r} was asked for; rebuild with: edge-agent pack rebuild --embedder "
+                    f"{expect_embedder}")
+    if emb.get("kind", "onnx") == "onnx":
+        config_path = root / EMBEDDER_DIR / EMBEDDER_CONFIG
+        if not config_path.is_file():
+            raise _fail(f"pack {root}: file '{EMBEDDER_DIR}/{EMBEDDER_CONFIG}' is missing; {REBUILD_HINT}")
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        if config.get("id") != emb.get("id") or int(config.get("dim", -1)) != dim:
+            raise _fail(f"pack {root}: embedder mismatch: manifest.embedder is {emb.get('id')!r} dim {dim} but "
+                        f"the bundled embedder is {config.get('id')!r} dim {config.get('dim')}; {REBUILD_HINT}")
+
+    strategies: list[Strategy] = []
+    with (root / STRATEGIES).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                strategies.append(parse_strategy_line(line, f"pack {root}: {STRATEGIES} line {lineno}"))
+    if not strategies:
+        raise _fail(f"pack {root}: empty library: {STRATEGIES} has no strategies; add strategies and "
+                    f"{REBUILD_HINT}")
+    if manifest["counts"].get("strategies") != len(strategies):
+        raise _fail(f"pack {root}: count mismatch: manifest.counts.strategies is "
+                    f"{manifest['counts'].get('strategies')} but {STRATEGIES} has {len(strategies)}; {REBUILD_HINT}")
+
+    vectors = _read_vectors(root, len(strategies), dim)
+    index: VectorIndex
+    if use_faiss and INDEX in files:
+        index = FaissIndex.load(root / INDEX)
+        if index.ntotal != vectors.shape[0]:
+            raise _fail(f"pack {root}: count mismatch: {INDEX} holds {index.ntotal} vectors but {VECTORS} has "
+                        f"{vectors.shape[0]}; rebuild the index with: edge-agent pack verify --repair")
+    else:
+        index = ExactIndex(vectors)
+    return Pack(path=root, manifest=manifest, strategies=strategies, vectors=vectors, index=index)
+
+
+def _file_entry(path: Path) -> dict[str, Any]:
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def write_pack(
+    path: Path | str,
+    strategies: Sequence[Strategy],
+    vectors: np.ndarray,
+    *,
+    embedder_info: Mapping[str, Any],
+    embedder_dir: Path | None = None,
+    domain: Mapping[str, Any] | None = None,
+    settings: PackSettings | None = None,
+    build: Mapping[str, Any] | None = None,
+    index_kind: str = "auto",
+) -> Path:
+    """Write a complete pack atomically (a temporary sibling directory renamed into place).
+
+    Output is a pure function of the inputs (no timestamps unless `build` carries them), so
+    identical inputs give byte-identical packs.
+    """
+    root = Path(path)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not strategies:
+        raise _fail("cannot build a pack from an empty library; add at least one strategy")
+    if vectors.shape[0] != len(strategies):
+        raise _fail(f"{vectors.shape[0]} vectors for {len(strategies)} strategies; embed every strategy")
+    ids = [s.id for s in strategies]
+    if len(set(ids)) != len(ids):
+        raise _fail("strategy ids must be unique within a pack; fix the duplicate ids in the library")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp"))
+    try:
+        with (tmp / STRATEGIES).open("w", encoding="utf-8") as fh:
+            for item in strategies:
+                fh.write(json.dumps(item.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+        np.save(tmp / VECTORS, vectors, allow_pickle=False)
+        faiss_index = build_faiss(vectors, kind=index_kind)
+        faiss_index.save(tmp / INDEX)
+        rels = [STRATEGIES, VECTORS, INDEX]
+        if embedder_dir is not None:
+            shutil.copytree(embedder_dir, tmp / EMBEDDER_DIR)
+            rels += sorted(
+                f"{EMBEDDER_DIR}/{p.relative_to(tmp / EMBEDDER_DIR).as_posix()}"
+                for p in (tmp / EMBEDDER_DIR).rglob("*") if p.is_file()
+            )
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "embedder": {**dict(embedder_info), "dim": int(vectors.shape[1]), "normaliser": "l2"},
+            "counts": {
+                "strategies": len(strategies),
+                "vectors": int(vectors.shape[0]),
+                "approved": sum(s.status == "approved" for s in strategies),
+            },
+            "index": {"kind": type(faiss_index.raw).__name__, "metric": "inner_product"},
+            "files": {rel: _file_entry(tmp / rel) for rel in rels},
+            "domain": dict(domain or {}),
+            "settings": (settings or PackSettings()).to_json(),
+            "build": {"edge_agent_version": __version__, **dict(build or {})},
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+        if root.exists():
+            backup = root.with_name(f".{root.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            root.rename(backup)
+            tmp.rename(root)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            tmp.rename(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    path: Path
+    strategies: int
+    embedded: int  # rows sent to the embedder
+    reused: int  # rows whose vector came from the previous pack
+
+
+def build_pack(
+    path: Path | str,
+    strategies: Sequence[Strategy],
+    embedder: Embedder,
+    *,
+    embedder_dir: Path | None = None,
+    domain: Mapping[str, Any] | None = None,
+    settings: PackSettings | None = None,
+    build: Mapping[str, Any] | None = None,
+    reuse: Pack | None = None,
+    approved_only: bool = False,
+    batch_size: int = 32,
+) -> "BuildReport":
+    """Embed the strategies' scenarios and write a pack.
+
+    With `reuse`, rows whose index text and embedder are unchanged take their vector from that
+    pack instead of being embedded again (incremental rebuild).
+    """
+    items = [s for s in strategies if s.status == "approved"] if approved_only else list(strategies)
+    if not items:
+        raise _fail("no strategies to pack" + (" (none approved; review them or drop --approved-only)"
+                                                 if approved_only else "; add strategies to the library"))
+    settings = settings or PackSettings()
+    query_turns = int(settings.retrieval.get("query_turns", 3))
+    texts = [index_text(s, query_turns) for s in items]
+    cached: dict[str, np.ndarray] = {}
+    if reuse is not None and reuse.embedder_info.get("id") == getattr(embedder, "id", None) and \
+            int(reuse.settings.retrieval.get("query_turns", 3)) == query_turns:
+        for s, row in zip(reuse.strategies, reuse.vectors):
+            cached[index_text(s, query_turns)] = row
+    vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
+    todo = [i for i, t in enumerate(texts) if t not in cached]
+    for i, t in enumerate(texts):
+        if t in cached:
+            vectors[i] = cached[t]
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        vectors[chunk] = embedder.embed([texts[i] for i in chunk])
+    info = {"id": embedder.id, "kind": "hash" if isinstance(embedder, HashEmbedder) else "onnx"}
+    if isinstance(embedder, HashEmbedder):
+        info["seed"] = embedder.seed
+    elif embedder_dir is not None:
+        config = json.loads((Path(embedder_dir) / EMBEDDER_CONFIG).read_text(encoding="utf-8"))
+        info.update({k: v for k, v in config.items() if k not in ("id", "dim")})
+    out = write_pack(path, items, vectors, embedder_info=info, embedder_dir=embedder_dir, domain=domain,
+                     settings=settings, build=build, index_kind="flat" if len(items) < 20_000 else "auto")
+    return BuildReport(path=out, strategies=len(items), embedded=len(todo), reused=len(items) - len(todo))
