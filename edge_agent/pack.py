@@ -35,6 +35,7 @@ __all__ = [
     "build_pack",
     "BuildReport",
     "index_text",
+    "repair_index",
 ]
 
 FORMAT_NAME = "edge-agent-pack"
@@ -369,3 +370,20 @@ def build_pack(
     out = write_pack(path, items, vectors, embedder_info=info, embedder_dir=embedder_dir, domain=domain,
                      settings=settings, build=build, index_kind="flat" if len(items) < 20_000 else "auto")
     return BuildReport(path=out, strategies=len(items), embedded=len(todo), reused=len(items) - len(todo))
+
+
+def repair_index(path: Path | str) -> Path:
+    """Rebuild `index.faiss` from `vectors.npy` (the source of truth) and update the manifest."""
+    root = Path(path)
+    manifest = _read_manifest(root)
+    files = manifest["files"]
+    for rel in (STRATEGIES, VECTORS):
+        if rel in files:
+            _check_file(root, rel, files[rel], verify_hashes=True)
+    vectors = _read_vectors(root, int(manifest["counts"].get("vectors", -1)), int(manifest["embedder"]["dim"]))
+    index = build_faiss(vectors, kind="flat" if vectors.shape[0] < 20_000 else "auto")
+    index.save(root / INDEX)
+    files[INDEX] = _file_entry(root / INDEX)
+    manifest["index"] = {"kind": type(index.raw).__name__, "metric": "inner_product"}
+    write_json_atomic(root / MANIFEST, manifest)
+    return root

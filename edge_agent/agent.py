@@ -1,0 +1,179 @@
+"""The support agent: per turn, retrieve strategies, assemble the prompt, let the student reply.
+
+`Agent` takes its parts as objects (any ChatBackend, any Embedder/index via a Retriever), so tests
+pass fakes; `Agent.from_pack` wires the real ones from a pack and a registered model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from .backends import ChatBackend, GenerationConfig, Message, Usage
+from .errors import ConfigError
+from .pack import Pack, load_pack
+from .prompting import PromptConfig, guidance_text, render_prompt
+from .retrieval import Hit, Retrieval, RetrievalConfig, Retriever, approx_tokens
+
+__all__ = ["Agent", "Reply", "ReplyStream"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One agent turn: the text, the strategies that were injected (with scores) and timings (ms)."""
+
+    text: str
+    hits: list[Hit] = field(default_factory=list)
+    timings: Mapping[str, float] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    prompt: list[dict[str, str]] = field(default_factory=list)
+    mode: str = ""
+    finish_reason: str = "stop"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "strategies": [h.to_json() for h in self.hits],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
+            "usage": {"prompt_tokens": self.usage.prompt_tokens,
+                      "completion_tokens": self.usage.completion_tokens,
+                      "evaluated_prompt_tokens": self.usage.evaluated_prompt_tokens},
+            "mode": self.mode,
+            "finish_reason": self.finish_reason,
+        }
+
+
+class ReplyStream:
+    """Iterate to get text pieces as they are generated; `.reply` is set once it is exhausted."""
+
+    def __init__(self, pieces: Iterator[str], finish: Any) -> None:
+        self._pieces = pieces
+        self._finish = finish
+        self._text: list[str] = []
+        self.reply: Reply | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self._pieces:
+            self._text.append(piece)
+            yield piece
+        self.reply = self._finish("".join(self._text))
+
+
+class Agent:
+    """Retrieval-augmented student. History is OpenAI-style messages ending with the customer."""
+
+    def __init__(
+        self,
+        student: ChatBackend,
+        *,
+        system_prompt: str = "",
+        retriever: Retriever | None = None,
+        retrieval: RetrievalConfig | None = None,
+        prompting: PromptConfig | None = None,
+        generation: GenerationConfig | None = None,
+        pack: Pack | None = None,
+    ) -> None:
+        self.student = student
+        self.system_prompt = system_prompt
+        self.retriever = retriever
+        self.retrieval = retrieval or (retriever.config if retriever else RetrievalConfig())
+        self.prompting = prompting or PromptConfig()
+        self.generation = generation or GenerationConfig()
+        self.pack = pack
+        if retriever is not None:
+            retriever.cost = self._guidance_cost
+
+    @classmethod
+    def from_pack(
+        cls,
+        pack: Pack | Path | str,
+        model: str | None = None,
+        *,
+        student: ChatBackend | None = None,
+        chat_template: str | None = None,
+        n_ctx: int | None = None,
+        retrieval: Mapping[str, Any] | None = None,
+        prompting: Mapping[str, Any] | None = None,
+        generation: Mapping[str, Any] | None = None,
+        embed_threads: int | None = None,
+    ) -> "Agent":
+        """Load a pack and a student (registry name, GGUF path, or a ready backend)."""
+        loaded = pack if isinstance(pack, Pack) else load_pack(pack)
+        settings = loaded.settings
+        gen_defaults: dict[str, Any] = {}
+        if student is None:
+            from .models import resolve_model, verify_model
+            from .student import LlamaStudent
+
+            spec = resolve_model(model, chat_template=chat_template)
+            verify_model(spec)
+            gen_defaults = dict(spec.generation)
+            student = LlamaStudent(spec.path, n_ctx=n_ctx or spec.n_ctx, chat_template=spec.chat_template,
+                                   name=spec.name)
+        gen = GenerationConfig().merged(**gen_defaults).merged(**dict(settings.generation)).merged(
+            **dict(generation or {}))
+        rcfg = RetrievalConfig.from_mapping({**dict(settings.retrieval), **dict(retrieval or {})})
+        pcfg = PromptConfig.from_mapping({**dict(settings.prompting), **dict(prompting or {})})
+        retriever = Retriever(loaded.open_embedder(threads=embed_threads), loaded.index, loaded.strategies,
+                              loaded.vectors, rcfg)
+        return cls(student, system_prompt=loaded.system_prompt, retriever=retriever, retrieval=rcfg,
+                   prompting=pcfg, generation=gen, pack=loaded)
+
+    # --- pieces ----------------------------------------------------------------------------
+    def _guidance_cost(self, strategy: Any) -> int:
+        form = str(self.prompting.params.get("form", "compact"))
+        text = guidance_text(strategy, "full" if self.prompting.mode == "bracketed" else form)
+        counter = getattr(self.student, "count_tokens", None)
+        return int(counter(text)) if callable(counter) else approx_tokens(text)
+
+    def retrieve(self, history: Sequence[Message], retrieval: RetrievalConfig | None = None) -> Retrieval:
+        cfg = retrieval or self.retrieval
+        if self.retriever is None or self.prompting.mode == "plain":
+            return Retrieval(query="", hits=[])
+        return self.retriever.retrieve(history, cfg)
+
+    def prepare(self, history: Sequence[Message], *, retrieval: RetrievalConfig | None = None,
+                prompting: PromptConfig | None = None) -> tuple[list[dict[str, str]], Retrieval, float]:
+        """Retrieve and render; returns (messages for the student, retrieval, assembly ms)."""
+        if not history:
+            raise ConfigError("the conversation is empty; add a customer message")
+        found = self.retrieve(history, retrieval)
+        t0 = time.perf_counter()
+        messages = render_prompt(self.system_prompt, history, found.hits, prompting or self.prompting)
+        return messages, found, (time.perf_counter() - t0) * 1e3
+
+    # --- replies ---------------------------------------------------------------------------
+    def stream(self, history: Sequence[Message], *, generation: GenerationConfig | None = None,
+               retrieval: RetrievalConfig | None = None, prompting: PromptConfig | None = None) -> ReplyStream:
+        start = time.perf_counter()
+        messages, found, assemble_ms = self.prepare(history, retrieval=retrieval, prompting=prompting)
+        cfg = generation or self.generation
+        mode = (prompting or self.prompting).mode
+        gen_start = time.perf_counter()
+
+        def finish(text: str) -> Reply:
+            stats = dict(getattr(self.student, "last_stats", {}) or {})
+            end = time.perf_counter()
+            timings = {**found.timings, "assemble_ms": assemble_ms,
+                       "retrieval_ms": sum(found.timings.values()) + assemble_ms,
+                       "generate_ms": (end - gen_start) * 1e3, "total_ms": (end - start) * 1e3}
+            for key in ("ttft_ms", "decode_tps"):
+                if key in stats:
+                    timings[key] = float(stats[key])
+            usage = Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)),
+                          completion_tokens=int(stats.get("completion_tokens", 0)),
+                          evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens"))
+            return Reply(text=text.strip(), hits=found.hits, timings=timings, usage=usage, prompt=messages,
+                         mode=mode, finish_reason=str(stats.get("finish_reason", "stop")))
+
+        return ReplyStream(iter(self.student.stream(messages, cfg)), finish)
+
+    def reply(self, history: Sequence[Message], **kwargs: Any) -> Reply:
+        stream = self.stream(history, **kwargs)
+        for _ in stream:
+            pass
+        if stream.reply is None:  # pragma: no cover - the iterator always finishes
+            raise RuntimeError("stream ended without a reply")
+        return stream.reply

@@ -1,0 +1,358 @@
+"""The `edge-agent` command line: a thin click layer over the library.
+
+Each command parses options, calls one function and prints. Subcommands owned by other modules
+are loaded lazily, so `edge-agent chat` never imports the distill side or the server.
+Errors the user can fix print one line; set EDGE_AGENT_DEBUG=1 to see tracebacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from . import __version__
+from .errors import EdgeAgentError, MissingExtraError
+from .files import home_dir
+
+# name -> "module:attribute" of a click command; loaded on first use.
+LAZY_COMMANDS: dict[str, str] = {
+    "models": "edge_agent.cli_models:models_group",
+    "serve": "edge_agent.server.cli:serve_command",
+    "distill": "distill.cli:distill_group",
+    "eval": "distill.evaluation.cli:eval_group",
+    "tune": "distill.tuning.cli:tune_command",
+    "library": "distill.lifecycle.cli:library_group",
+}
+LAZY_PACK_COMMANDS: dict[str, str] = {
+    "rebuild": "distill.lifecycle.cli:pack_rebuild_command",
+    "export": "distill.lifecycle.cli:pack_export_command",
+}
+EXTRA_OF_MODULE = {"fastapi": "server", "uvicorn": "server", "torch": "distill", "sentence_transformers": "distill",
+                   "openai": "distill", "pydantic": "distill", "scipy": "distill", "rich": "distill",
+                   "onnx": "distill"}
+
+
+def _load(target: str) -> click.Command:
+    module_name, attr = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        if top in EXTRA_OF_MODULE:
+            raise click.ClickException(str(MissingExtraError(EXTRA_OF_MODULE[top], top))) from None
+        raise
+    return getattr(module, attr)
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands may live in modules imported only when used."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            return _load(self.lazy[name])
+        return super().get_command(ctx, name)
+
+
+def default_pack() -> Path:
+    return Path(os.environ.get("EDGE_AGENT_PACK") or home_dir() / "packs" / "demo")
+
+
+def default_embedder_dir() -> Path:
+    return home_dir() / "embedders" / "all-minilm-l6-v2-int8-per-channel"
+
+
+def demo_dir() -> Path:
+    return Path(__file__).parent / "demo"
+
+
+class RootGroup(LazyGroup):
+    """Turns EdgeAgentError into a one-line click error (unless EDGE_AGENT_DEBUG is set)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EdgeAgentError as exc:
+            if os.environ.get("EDGE_AGENT_DEBUG"):
+                raise
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=RootGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edge-agent")
+def cli() -> None:
+    """Offline customer-support agent: a small GGUF student guided by retrieved strategies.
+
+    \b
+    Examples:
+      edge-agent chat --explain
+      echo "My internet is down" | edge-agent chat --json
+      edge-agent retrieve "I want a refund"
+      edge-agent pack build --library lib.jsonl --domain domain.toml --out mypack
+    """
+
+
+# --- chat --------------------------------------------------------------------------------------
+pack_option = click.option("--pack", "pack_path", type=click.Path(path_type=Path), default=None,
+                           envvar="EDGE_AGENT_PACK", show_envvar=True,
+                           help="Pack directory (default: the demo pack in $EDGE_AGENT_HOME/packs/demo).")
+model_option = click.option("--model", default=None, envvar="EDGE_AGENT_MODEL", show_envvar=True,
+                            help="Registered model name or a GGUF path (default: the registry's default student).")
+
+
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+@cli.command()
+@pack_option
+@model_option
+@click.option("--explain", is_flag=True, help="Show which strategies fired each turn, with scores.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per turn (for scripts).")
+@click.option("--mode", default=None, help="Rendering mode for retrieved strategies (default: the pack's).")
+@click.option("--max-tokens", type=click.IntRange(1, 4096), default=None, help="Reply length cap in tokens.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=None)
+@click.option("--chat-template", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Jinja chat template for a GGUF that lacks one.")
+@click.option("--set", "retrieval_set", multiple=True, metavar="KEY=VALUE",
+              help="Override a retrieval setting, e.g. --set top_k=1 --set threshold=0.5.")
+def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool, mode: str | None,
+         max_tokens: int | None, temperature: float | None, chat_template: Path | None,
+         retrieval_set: Sequence[str]) -> None:
+    """Chat with the agent, offline. Reads customer lines from stdin when piped.
+
+    \b
+    Examples:
+      edge-agent chat --explain
+      printf 'Hi\\nMy bill is wrong\\n' | edge-agent chat --json
+      edge-agent chat --model ./my-model.gguf --pack ./mypack
+    """
+    from .agent import Agent
+
+    template = chat_template.read_text(encoding="utf-8") if chat_template else None
+    agent = Agent.from_pack(
+        pack_path or default_pack(), model, chat_template=template,
+        retrieval=_parse_overrides(retrieval_set),
+        prompting={"mode": mode} if mode else None,
+        generation={"max_tokens": max_tokens, "temperature": temperature},
+    )
+    interactive = sys.stdin.isatty()
+    history: list[dict[str, str]] = []
+    if interactive and not as_json:
+        click.secho(f"edge-agent chat - {agent.pack.manifest['domain'].get('company', '') if agent.pack else ''}"
+                    " (offline; Ctrl-D to quit)", dim=True)
+    while True:
+        if interactive:
+            try:
+                line = click.prompt(click.style("you", fg="cyan"), prompt_suffix="> ")
+            except (EOFError, click.Abort):
+                click.echo()
+                break
+        else:
+            raw = sys.stdin.readline()
+            if not raw:
+                break
+            line = raw.strip()
+            if not line:
+                continue
+        history.append({"role": "user", "content": line})
+        stream = agent.stream(history)
+        if as_json:
+            for _ in stream:
+                pass
+        else:
+            if not interactive:
+                click.echo(f"you> {line}")
+            click.secho("agent> ", fg="green", nl=False)
+            for piece in stream:
+                click.echo(piece, nl=False)
+            click.echo()
+        reply = stream.reply
+        if reply is None:  # pragma: no cover
+            break
+        history.append({"role": "assistant", "content": reply.text})
+        if as_json:
+            click.echo(json.dumps({"customer": line, **reply.to_json()}, ensure_ascii=False))
+        elif explain:
+            _explain(reply)
+
+
+def _explain(reply: Any) -> None:
+    if not reply.hits:
+        click.secho("  [no strategy above the threshold; none injected]", dim=True)
+    for hit in reply.hits:
+        text = (hit.strategy.compact or hit.strategy.strategy).replace("\n", " ")
+        click.secho(f"  [strategy {hit.strategy.id} score {hit.score:.3f}] {text[:160]}", dim=True)
+    t = reply.timings
+    click.secho(f"  [retrieval {t.get('retrieval_ms', 0):.1f} ms, first token {t.get('ttft_ms', 0):.0f} ms, "
+                f"{t.get('decode_tps', 0):.0f} tok/s, prompt {reply.usage.prompt_tokens} tok "
+                f"({reply.usage.evaluated_prompt_tokens} evaluated)]", dim=True)
+
+
+# --- retrieve ----------------------------------------------------------------------------------
+@cli.command()
+@click.argument("text")
+@pack_option
+@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=None, help="Hits to show.")
+@click.option("--threshold", type=float, default=None, help="Minimum cosine (default: the pack's).")
+@click.option("--json", "as_json", is_flag=True)
+def retrieve(text: str, pack_path: Path | None, top_k: int | None, threshold: float | None, as_json: bool) -> None:
+    """Show the strategies a customer message retrieves.
+
+    \b
+    Example:
+      edge-agent retrieve "my internet has been down since yesterday" -k 3
+    """
+    from .pack import load_pack
+    from .retrieval import RetrievalConfig, Retriever
+
+    pack = load_pack(pack_path or default_pack())
+    cfg = RetrievalConfig.from_mapping(dict(pack.settings.retrieval)).merged(
+        top_k=top_k, threshold=threshold, budget_tokens=10**9)
+    found = Retriever(pack.open_embedder(), pack.index, pack.strategies, pack.vectors, cfg).search_text(text)
+    if as_json:
+        click.echo(json.dumps({"query": text, "hits": [
+            {**h.to_json(), "scenario": h.strategy.scenario, "compact": h.strategy.compact}
+            for h in found.hits]}, ensure_ascii=False, indent=2))
+        return
+    if not found.hits:
+        click.echo(f"no strategy scores above the threshold {cfg.threshold}")
+    for hit in found.hits:
+        click.secho(f"{hit.score:.3f}  {hit.strategy.id}", bold=True)
+        click.echo("  scenario: " + hit.strategy.scenario.replace("\n", " ")[:200])
+        click.echo("  guidance: " + (hit.strategy.compact or hit.strategy.strategy).replace("\n", " ")[:200])
+
+
+# --- pack --------------------------------------------------------------------------------------
+@cli.group(cls=LazyGroup, lazy=LAZY_PACK_COMMANDS)
+def pack() -> None:
+    """Build, inspect and verify strategy packs."""
+
+
+@pack.command("build")
+@click.option("--library", type=click.Path(path_type=Path), default=None,
+              help="Strategies JSONL (default: the demo library).")
+@click.option("--domain", type=click.Path(path_type=Path), default=None,
+              help="Domain TOML giving the system prompt and settings (default: the demo domain).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Pack directory to write.")
+@click.option("--embedder", "embedder_dir", type=click.Path(path_type=Path), default=None,
+              help="Exported ONNX embedder directory (default: the one made by `models export-embedder`).")
+@click.option("--approved-only", is_flag=True, help="Leave out strategies not approved in review.")
+@click.option("--json", "as_json", is_flag=True)
+def pack_build(library: Path | None, domain: Path | None, out: Path | None, embedder_dir: Path | None,
+               approved_only: bool, as_json: bool) -> None:
+    """Embed a strategy library and write a pack.
+
+    \b
+    Example:
+      edge-agent pack build --library lib.jsonl --domain desk.toml --out packs/desk
+    """
+    from .domain import load_domain
+    from .embedder import OnnxEmbedder
+    from .errors import ModelError
+    from .library import read_library
+    from .pack import PackSettings, build_pack
+
+    library = library or demo_dir() / "library.jsonl"
+    dom = load_domain(domain or demo_dir() / "domain.toml")
+    emb_dir = embedder_dir or default_embedder_dir()
+    if not (emb_dir / "model.onnx").is_file():
+        raise ModelError(f"no exported embedder at {emb_dir}; run: edge-agent models export-embedder "
+                         "(needs the distill extra) or pass --embedder DIR")
+    settings = PackSettings(retrieval=dom.settings.get("retrieval", {}), prompting=dom.settings.get("prompting", {}),
+                            generation=dom.settings.get("generation", {}))
+    report = build_pack(out or default_pack(), read_library(library), OnnxEmbedder(emb_dir),
+                        embedder_dir=emb_dir, domain=dom.to_manifest(), settings=settings,
+                        build={"library": library.name, "domain": dom.name}, approved_only=approved_only)
+    if as_json:
+        click.echo(json.dumps({"path": str(report.path), "strategies": report.strategies,
+                               "embedded": report.embedded, "reused": report.reused}))
+    else:
+        click.echo(f"wrote {report.path} ({report.strategies} strategies, {report.embedded} embedded)")
+
+
+@pack.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--json", "as_json", is_flag=True)
+def pack_inspect(path: Path | None, as_json: bool) -> None:
+    """Show a pack's manifest summary."""
+    from .pack import load_pack
+
+    loaded = load_pack(path or default_pack())
+    m = loaded.manifest
+    if as_json:
+        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"pack        {loaded.path}")
+    click.echo(f"format      {m['format']} v{m['format_version']}")
+    click.echo(f"domain      {m.get('domain', {}).get('name', '-')}  ({m.get('domain', {}).get('company', '')})")
+    click.echo(f"strategies  {m['counts']['strategies']}  (approved {m['counts'].get('approved', '?')})")
+    click.echo(f"embedder    {m['embedder'].get('id')}  dim {m['embedder'].get('dim')}  "
+               f"{m['embedder'].get('quantization', '')}")
+    click.echo(f"index       {m.get('index', {}).get('kind')}")
+    click.echo(f"settings    {json.dumps(m.get('settings', {}))}")
+    for rel, entry in sorted(m["files"].items()):
+        click.echo(f"  {entry['bytes']:>10}  {entry['sha256'][:16]}  {rel}")
+
+
+@pack.command("verify")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--repair", is_flag=True, help="Rebuild index.faiss from vectors.npy if it is bad.")
+def pack_verify(path: Path | None, repair: bool) -> None:
+    """Check every file, hash and count in a pack; exit 1 on the first problem."""
+    from .errors import PackError
+    from .pack import load_pack, repair_index
+
+    root = path or default_pack()
+    try:
+        loaded = load_pack(root)
+    except PackError:
+        if not repair:
+            raise
+        repair_index(root)
+        loaded = load_pack(root)
+        click.echo("rebuilt index.faiss from vectors.npy")
+    click.echo(f"OK {loaded.path}: {len(loaded.strategies)} strategies, dim {loaded.dim}, all hashes match")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except EdgeAgentError as exc:
+        if os.environ.get("EDGE_AGENT_DEBUG"):
+            raise
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

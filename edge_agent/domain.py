@@ -1,0 +1,153 @@
+"""Domain files (TOML): who the agent is, the written policy, customer intents and persona grid.
+
+Both sides read it: the device needs the system prompt and policy rules; `distill` also uses the
+intents and persona dimensions. Unknown keys are errors so typos don't silently do nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["Domain", "PolicyRule", "Intent", "load_domain", "parse_domain", "persona_grid"]
+
+_TOP = {"domain", "policy", "intents", "personas", "rules", "retrieval", "prompting", "generation"}
+_DOMAIN = {"name", "company", "agent_role", "goal", "language", "greeting"}
+_POLICY = {"text"}
+_INTENT = {"id", "description", "customer_goal", "opening"}
+_RULE = {"id", "kind", "pattern", "description", "severity"}
+RULE_KINDS = ("forbidden_promise", "forbidden_phrase", "required_step")
+
+
+@dataclass(frozen=True)
+class PolicyRule:
+    """A checkable policy rule: a regex that must not (forbidden_*) or must (required_step) match."""
+
+    id: str
+    kind: str
+    pattern: str
+    description: str = ""
+    severity: str = "error"
+
+    def matches(self, text: str) -> bool:
+        return re.search(self.pattern, text, flags=re.IGNORECASE) is not None
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: str
+    description: str
+    customer_goal: str = ""
+    opening: str = ""
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    company: str
+    agent_role: str
+    policy: str
+    goal: str = ""
+    language: str = "en"
+    greeting: str = ""
+    intents: tuple[Intent, ...] = ()
+    personas: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    rules: tuple[PolicyRule, ...] = ()
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = ""
+
+    def system_prompt(self) -> str:
+        """The agent's system prompt: role, goal and policy. Stable text, first in every prompt."""
+        parts = [f"You are {self.agent_role} at {self.company}."]
+        if self.goal:
+            parts.append(self.goal.strip())
+        parts.append("Policy:\n" + self.policy.strip())
+        parts.append("Reply to the customer in a few friendly sentences. Follow the policy; never promise "
+                     "what it does not allow. Notes marked as agent guidance are private advice for you, "
+                     "not words from the customer.")
+        return "\n\n".join(parts)
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"name": self.name, "company": self.company, "system_prompt": self.system_prompt(),
+                "rules": [r.__dict__ for r in self.rules]}
+
+
+def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _need_str(where: str, data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: '{key}' must be a non-empty string")
+    return value
+
+
+def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
+    _check_keys(source, data, _TOP)
+    dom = data.get("domain")
+    if not isinstance(dom, dict):
+        raise ConfigError(f"{source}: missing [domain] table with name, company and agent_role")
+    _check_keys(f"{source} [domain]", dom, _DOMAIN)
+    pol = data.get("policy")
+    if not isinstance(pol, dict):
+        raise ConfigError(f"{source}: missing [policy] table with the policy text")
+    _check_keys(f"{source} [policy]", pol, _POLICY)
+    intents = []
+    for i, item in enumerate(data.get("intents", [])):
+        where = f"{source} [[intents]] #{i + 1}"
+        _check_keys(where, item, _INTENT)
+        intents.append(Intent(id=_need_str(where, item, "id"), description=_need_str(where, item, "description"),
+                              customer_goal=item.get("customer_goal", ""), opening=item.get("opening", "")))
+    rules = []
+    for i, item in enumerate(data.get("rules", [])):
+        where = f"{source} [[rules]] #{i + 1}"
+        _check_keys(where, item, _RULE)
+        kind = _need_str(where, item, "kind")
+        if kind not in RULE_KINDS:
+            raise ConfigError(f"{where}: kind {kind!r} is not one of {', '.join(RULE_KINDS)}")
+        pattern = _need_str(where, item, "pattern")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where}: pattern is not a valid regular expression ({exc})") from None
+        rules.append(PolicyRule(id=_need_str(where, item, "id"), kind=kind, pattern=pattern,
+                                description=item.get("description", ""), severity=item.get("severity", "error")))
+    personas = data.get("personas", {})
+    if not isinstance(personas, dict) or any(not isinstance(v, list) or not v for v in personas.values()):
+        raise ConfigError(f"{source} [personas]: each persona dimension must be a non-empty list")
+    settings = {k: dict(data[k]) for k in ("retrieval", "prompting", "generation") if k in data}
+    return Domain(
+        name=_need_str(f"{source} [domain]", dom, "name"),
+        company=_need_str(f"{source} [domain]", dom, "company"),
+        agent_role=_need_str(f"{source} [domain]", dom, "agent_role"),
+        policy=_need_str(f"{source} [policy]", pol, "text"),
+        goal=dom.get("goal", ""), language=dom.get("language", "en"), greeting=dom.get("greeting", ""),
+        intents=tuple(intents), personas={k: tuple(v) for k, v in personas.items()}, rules=tuple(rules),
+        settings=settings, source=source,
+    )
+
+
+def load_domain(path: Path | str) -> Domain:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"domain file {path} not found; pass a domain .toml (see the examples in distill/domains)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: invalid TOML ({exc}); fix the file") from None
+    return parse_domain(data, path.name)
+
+
+def persona_grid(domain: Domain) -> list[dict[str, Any]]:
+    """Every combination of the persona dimensions, in a stable order."""
+    keys = sorted(domain.personas)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(domain.personas[k] for k in keys))]

@@ -1,0 +1,163 @@
+"""The on-device student: a GGUF chat model run by llama-cpp-python, as a `ChatBackend`.
+
+Prompts are formatted with the model's own chat template and tokenised here, so the backend can
+report how many prompt tokens llama.cpp really evaluated (the rest came from the KV cache: a
+conversation's stable prefix is never recomputed). One lock serialises all use of the context.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+# llama.cpp's OpenMP workers spin while idle and starve the embedder and other processes;
+# this must be set before the shared library loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .backends import ChatResult, GenerationConfig, Message, Usage  # noqa: E402
+from .errors import ModelError  # noqa: E402
+
+__all__ = ["LlamaStudent", "TurnStats"]
+
+
+class TurnStats(dict):
+    """prompt_tokens, evaluated_prompt_tokens, completion_tokens, ttft_ms, decode_tps, total_ms."""
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaStudent:
+    """A llama.cpp model behind the ChatBackend protocol, reusing its KV prefix across calls."""
+
+    def __init__(
+        self,
+        model_path: Path | str,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        chat_template: str | None = None,
+        generation: GenerationConfig | None = None,
+        name: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.path = Path(model_path)
+        self.name = name or self.path.stem
+        self.generation = generation or GenerationConfig()
+        threads = n_threads or int(os.environ.get("EDGE_AGENT_THREADS", "0")) or (os.cpu_count() or 2)
+        self.llm = Llama(
+            model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+            seed=seed, verbose=False, logits_all=False,
+        )
+        template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelError(
+                f"{self.path.name} has no chat template in its GGUF metadata; pass one with "
+                "--chat-template FILE (a Jinja template) or register it with edge-agent models add"
+            )
+        eos = self._token_text(self.llm.token_eos())
+        bos = self._token_text(self.llm.token_bos())
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+                                             stop_token_ids=[self.llm.token_eos()])
+        self.n_ctx = self.llm.n_ctx()
+        self.lock = threading.RLock()
+        self.last_stats: TurnStats = TurnStats()
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    # --- prompt handling -------------------------------------------------------------------
+    def format_prompt(self, messages: Sequence[Message]) -> tuple[str, list[str], bool]:
+        result = self.formatter(messages=[dict(m) for m in messages])
+        stop = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
+        return result.prompt, stop, bool(result.added_special)
+
+    def tokenize_messages(self, messages: Sequence[Message]) -> tuple[list[int], list[str]]:
+        prompt, stop, added_special = self.format_prompt(messages)
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+        return tokens, stop
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def cached_prefix(self, tokens: Sequence[int]) -> int:
+        """How many leading tokens of `tokens` are already in the KV cache."""
+        cached = list(self.llm.input_ids[: self.llm.n_tokens])
+        # llama.cpp always re-evaluates at least the last prompt token.
+        return min(_common_prefix(cached, tokens), max(len(tokens) - 1, 0))
+
+    # --- generation ------------------------------------------------------------------------
+    def _kwargs(self, config: GenerationConfig, stop: list[str]) -> dict[str, Any]:
+        return dict(
+            max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p,
+            top_k=config.top_k, repeat_penalty=config.repeat_penalty, seed=config.seed,
+            stop=list(dict.fromkeys([*stop, *config.stop])),
+        )
+
+    def _check_fits(self, tokens: Sequence[int], config: GenerationConfig) -> None:
+        if len(tokens) + 1 > self.n_ctx:
+            raise ModelError(
+                f"prompt is {len(tokens)} tokens but the context window is {self.n_ctx}; shorten the "
+                "conversation or raise n_ctx"
+            )
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
+        """Yield text pieces as they are decoded; `last_stats` is filled when the stream ends."""
+        cfg = config or self.generation
+        with self.lock:
+            tokens, stop = self.tokenize_messages(messages)
+            self._check_fits(tokens, cfg)
+            reused = self.cached_prefix(tokens)
+            max_tokens = max(1, min(cfg.max_tokens, self.n_ctx - len(tokens)))
+            kwargs = self._kwargs(cfg.merged(max_tokens=max_tokens), stop)
+            start = time.perf_counter()
+            first: float | None = None
+            pieces = 0
+            finish = "stop"
+            for chunk in self.llm.create_completion(prompt=tokens, stream=True, **kwargs):
+                choice = chunk["choices"][0]
+                text = choice.get("text", "")
+                if first is None:
+                    first = time.perf_counter()
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+                if text:
+                    pieces += 1
+                    yield text
+            end = time.perf_counter()
+            completion = max(int(self.llm.n_tokens) - len(tokens), pieces)
+            first = first or end
+            decode_s = end - first
+            self.last_stats = TurnStats(
+                prompt_tokens=len(tokens), evaluated_prompt_tokens=len(tokens) - reused,
+                completion_tokens=completion, ttft_ms=(first - start) * 1e3,
+                decode_tps=(completion - 1) / decode_s if decode_s > 0 and completion > 1 else 0.0,
+                total_ms=(end - start) * 1e3, finish_reason=finish,
+            )
+
+    def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
+        text = "".join(self.stream(messages, config))
+        s = self.last_stats
+        usage = Usage(prompt_tokens=s["prompt_tokens"], completion_tokens=s["completion_tokens"],
+                      evaluated_prompt_tokens=s["evaluated_prompt_tokens"])
+        return ChatResult(text=text.strip(), usage=usage, finish_reason=s["finish_reason"], model=self.name,
+                          timings={k: float(s[k]) for k in ("ttft_ms", "decode_tps", "total_ms")})
+
+    def reset(self) -> None:
+        """Forget the KV cache (the next call evaluates its whole prompt)."""
+        with self.lock:
+            self.llm.reset()
