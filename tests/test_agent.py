@@ -1,0 +1,64 @@
+"""The Agent with fakes: what reaches the student, what comes back, and history hygiene."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.agent import Agent
+from edge_agent.backends import GenerationConfig, ScriptedChat
+from edge_agent.errors import BackendError, ConfigError
+from edge_agent.prompting import GUIDANCE_OPEN
+
+
+def test_reply_uses_retrieved_strategy(hash_pack: Path) -> None:
+    fake = ScriptedChat(["Sorry about the outage."])
+    agent = Agent.from_pack(hash_pack, student=fake)
+    reply = agent.reply([{"role": "user", "content": "my internet is down since yesterday"}])
+    assert reply.text == "Sorry about the outage."
+    assert reply.hits and reply.hits[0].strategy.id == "t-000"
+    sent = fake.calls[0]
+    assert sent[0] == {"role": "system", "content": "You help customers."}
+    assert GUIDANCE_OPEN in sent[-1]["content"]
+    assert "check the outage map" in sent[-1]["content"]
+    assert set(reply.timings) >= {"embed_ms", "search_ms", "assemble_ms", "total_ms"}
+
+
+def test_guidance_not_carried_into_next_turn(hash_pack: Path) -> None:
+    fake = ScriptedChat(default="ok")
+    agent = Agent.from_pack(hash_pack, student=fake)
+    history = [{"role": "user", "content": "my internet is down since yesterday"}]
+    first = agent.reply(history)
+    history += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "I want a refund"}]
+    agent.reply(history)
+    second_prompt = fake.calls[1]
+    assert second_prompt[1]["content"] == "my internet is down since yesterday"
+    assert sum(GUIDANCE_OPEN in m["content"] for m in second_prompt) == 1
+
+
+def test_plain_mode_and_overrides(hash_pack: Path) -> None:
+    fake = ScriptedChat(default="ok")
+    agent = Agent.from_pack(hash_pack, student=fake, prompting={"mode": "plain"},
+                            generation={"max_tokens": 7, "repeat_penalty": 1.2})
+    reply = agent.reply([{"role": "user", "content": "my internet is down"}])
+    assert reply.hits == [] and reply.mode == "plain"
+    assert fake.configs[0] == GenerationConfig(max_tokens=7, repeat_penalty=1.2)
+
+
+def test_streaming_yields_pieces_then_reply(hash_pack: Path) -> None:
+    agent = Agent.from_pack(hash_pack, student=ScriptedChat(["one two three"]))
+    stream = agent.stream([{"role": "user", "content": "router lights blinking orange"}])
+    pieces = list(stream)
+    assert "".join(pieces) == "one two three" and len(pieces) == 3
+    assert stream.reply is not None and stream.reply.text == "one two three"
+
+
+def test_bad_inputs(hash_pack: Path) -> None:
+    agent = Agent.from_pack(hash_pack, student=ScriptedChat([]))
+    with pytest.raises(ConfigError, match="empty"):
+        agent.reply([])
+    with pytest.raises(ConfigError, match="unknown retrieval setting"):
+        Agent.from_pack(hash_pack, student=ScriptedChat([]), retrieval={"topk": 3})
+    with pytest.raises(BackendError, match="queue is empty"):
+        agent.reply([{"role": "user", "content": "hi"}])
