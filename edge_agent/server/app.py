@@ -1,0 +1,231 @@
+"""The HTTP layer: OpenAI-compatible routes over one `Agent`, its worker, auth and body limits.
+
+`create_app(agent, config)` returns a FastAPI app; nothing here loads a model (see
+`build_agent`) or binds a socket (see `edge_agent.server.cli`). Every error a client can cause is
+answered as OpenAI-shaped JSON with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..agent import Agent
+from ..files import home_dir
+from .config import ServeConfig
+from .limits import BodyLimit
+from .schemas import (ApiError, ChatRequest, chunk_body, completion_body, extension, models_body,
+                      new_completion_id, validation_error)
+from .worker import REQUEST_LOG, Event, GenerationWorker, Job, QueueFull
+
+__all__ = ["create_app", "build_agent"]
+
+log = logging.getLogger(__name__)
+# Extra seconds the HTTP side waits past a job's deadline for the worker to report the timeout.
+DEADLINE_SLACK_S = 5.0
+POLL_S = 0.25
+
+
+def build_agent(config: ServeConfig) -> Agent:
+    """The same agent `edge-agent chat` builds: pack + student + the pack's settings."""
+    pack = config.pack or Path(home_dir() / "packs" / "demo")
+    template = config.chat_template.read_text(encoding="utf-8") if config.chat_template else None
+    return Agent.from_pack(pack, config.model, chat_template=template, n_ctx=config.n_ctx)
+
+
+class ClientGone(Exception):
+    """The client closed the connection while its request waited."""
+
+
+def _error_response(err: ApiError) -> JSONResponse:
+    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+
+
+def _sse(data: Any) -> str:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _parse(body: bytes) -> ChatRequest:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON ({exc}); send a JSON object",
+                       code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    try:
+        return ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None) -> FastAPI:
+    """An app serving `agent`; its worker thread runs between lifespan startup and shutdown."""
+    worker = GenerationWorker(agent, config.queue_size)
+    model = model_id or config.model_id or str(getattr(agent.student, "name", "edge-agent"))
+    created = int(time.time())
+    key = config.api_key.encode("utf-8") if config.api_key else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        yield
+        await asyncio.to_thread(worker.stop, max(config.shutdown_grace, 1.0))
+
+    app = FastAPI(title="edge-agent", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.worker = worker
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+
+    def authorize(request: Request) -> None:
+        if key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), key):
+            raise ApiError(401, "missing or wrong API key; send the header 'Authorization: Bearer <key>'",
+                           type="authentication_error", code="invalid_api_key")
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        REQUEST_LOG.info(json.dumps({"path": request.url.path, "outcome": "rejected", "status": exc.status,
+                                     "error": exc.code}))
+        return _error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error_response(ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
+                                        code=code))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error_response(ApiError(400, str(exc.errors()[0].get("msg", "invalid request")),
+                                        code="invalid_value"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": model, **worker.status()}
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        authorize(request)
+        return models_body(model, created)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        authorize(request)
+        req = _parse(await request.body())
+        history = req.history()
+        if not any(m["role"] != "system" for m in history):
+            raise ApiError(400, "messages holds no user message; add one to reply to", param="messages",
+                           code="empty_messages")
+        if history[-1]["role"] != "user" or not history[-1]["content"].strip():
+            raise ApiError(400, "the last message must be a non-empty user message", param="messages",
+                           code="invalid_conversation")
+        cap = req.reply_cap()
+        if cap is not None and cap > config.max_tokens_limit:
+            param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+            raise ApiError(400, f"{param} {cap} is above this server's limit of {config.max_tokens_limit}; "
+                                "ask for fewer", param=param, code="max_tokens_too_large")
+        stop = [req.stop] if isinstance(req.stop, str) else req.stop
+        generation = agent.generation.merged(max_tokens=cap or config.default_max_tokens,
+                                             temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed)
+        cid = new_completion_id()
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+
+        def emit(event: Event) -> None:
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, event)
+            except RuntimeError:  # the loop has closed (shutdown); nobody is listening
+                pass
+
+        job = Job(history, generation, emit, config.request_timeout, meta={"id": cid, "stream": req.stream})
+        try:
+            worker.submit(job)
+        except QueueFull as full:
+            raise ApiError(429, f"the model is busy ({config.queue_size} requests waiting); retry in "
+                                f"{full.retry_after} s", type="rate_limit_error", code="queue_full",
+                           headers={"Retry-After": str(full.retry_after)}) from None
+        finished = False
+        try:
+            kind, value = await _next(job, events, request)
+            if kind == "error":
+                finished = True
+                return _error_response(value)
+            if req.stream:
+                finished = True  # from here the stream generator owns the job
+                return StreamingResponse(_stream(job, events, cid, model), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            while kind != "done":
+                kind, value = await _next(job, events, request)
+                if kind == "error":
+                    finished = True
+                    return _error_response(value)
+            finished = True
+            return JSONResponse(completion_body(cid, model, job.reply, _ext(job)))
+        except ClientGone:
+            return Response(status_code=499)
+        finally:
+            if not finished:
+                job.cancel.set()
+
+    return app
+
+
+def _ext(job: Job) -> dict[str, Any]:
+    timings = dict(job.reply.timings) if job.reply is not None else {}
+    timings["queue_ms"] = ((job.started or job.submitted) - job.submitted) * 1e3
+    return extension(job.reply, job.trimmed, timings)
+
+
+async def _next(job: Job, events: asyncio.Queue[Event], request: Request | None) -> Event:
+    """The job's next event; gives up at its deadline, or when `request`'s client disconnects."""
+    while True:
+        remaining = job.deadline + DEADLINE_SLACK_S - time.monotonic()
+        if remaining <= 0:
+            job.cancel.set()
+            return ("error", ApiError(504, f"the request took longer than {job.timeout:g} s; retry later",
+                                      type="timeout_error", code="timeout"))
+        try:
+            return await asyncio.wait_for(events.get(), timeout=min(POLL_S, remaining))
+        except asyncio.TimeoutError:
+            if request is not None and await request.is_disconnected():
+                job.cancel.set()
+                raise ClientGone() from None
+
+
+async def _stream(job: Job, events: asyncio.Queue[Event], cid: str, model: str) -> AsyncIterator[str]:
+    """SSE chunks; a disconnect cancels this generator, which tells the worker to stop."""
+    created = int(time.time())
+    done = False
+    try:
+        yield _sse(chunk_body(cid, model, created, {"role": "assistant", "content": ""}))
+        while True:
+            kind, value = await _next(job, events, None)
+            if kind == "piece":
+                yield _sse(chunk_body(cid, model, created, {"content": value}))
+            elif kind == "done":
+                done = True
+                yield _sse(chunk_body(cid, model, created, {}, finish_reason=job.reply.finish_reason,
+                                      reply=job.reply, ext=_ext(job)))
+                yield "data: [DONE]\n\n"
+                return
+            elif kind == "error":
+                done = True
+                yield _sse(value.body())  # OpenAI clients raise on an error event mid-stream
+                return
+    finally:
+        if not done:
+            job.cancel.set()
