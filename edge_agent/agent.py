@@ -14,10 +14,24 @@ from typing import Any, Iterator, Mapping, Sequence
 from .backends import ChatBackend, GenerationConfig, Message, Usage
 from .errors import ConfigError
 from .pack import Pack, load_pack
-from .prompting import PromptConfig, guidance_text, render_prompt
+from .domain import PolicyRule
+from .prompting import PromptConfig, render_prompt
+from .rendering import injected_text
 from .retrieval import Hit, Retrieval, RetrievalConfig, Retriever, approx_tokens
 
-__all__ = ["Agent", "Reply", "ReplyStream"]
+__all__ = ["Agent", "Reply", "ReplyStream", "mock_student"]
+
+
+def mock_student() -> ChatBackend:
+    """`--model mock`: a scripted student that answers instantly, for demos of the plumbing and tests."""
+    from .backends import ScriptedChat
+
+    def answer(messages: Sequence[Message]) -> str:
+        guided = "AGENT GUIDANCE" in str(messages[-1].get("content", ""))
+        return ("Thanks for reaching out. I have noted your request" +
+                (" and will follow our guidance for this case." if guided else "."))
+
+    return ScriptedChat(answer, name="mock")
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,7 @@ class Reply:
     prompt: list[dict[str, str]] = field(default_factory=list)
     mode: str = ""
     finish_reason: str = "stop"
+    route: str = ""  # adapt mode: "exemplar", "revised" or "fallback:<why>"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -42,6 +57,7 @@ class Reply:
                       "evaluated_prompt_tokens": self.usage.evaluated_prompt_tokens},
             "mode": self.mode,
             "finish_reason": self.finish_reason,
+            **({"route": self.route} if self.route else {}),
         }
 
 
@@ -74,6 +90,7 @@ class Agent:
         prompting: PromptConfig | None = None,
         generation: GenerationConfig | None = None,
         pack: Pack | None = None,
+        rules: Sequence[PolicyRule] | None = None,
     ) -> None:
         self.student = student
         self.system_prompt = system_prompt
@@ -82,6 +99,8 @@ class Agent:
         self.prompting = prompting or PromptConfig()
         self.generation = generation or GenerationConfig()
         self.pack = pack
+        # Policy rules the adapt mode's fit check enforces; from the pack's domain by default.
+        self.rules = list(rules) if rules is not None else _pack_rules(pack)
         if retriever is not None:
             retriever.cost = self._guidance_cost
 
@@ -103,6 +122,8 @@ class Agent:
         loaded = pack if isinstance(pack, Pack) else load_pack(pack)
         settings = loaded.settings
         gen_defaults: dict[str, Any] = {}
+        if student is None and model == "mock":
+            student = mock_student()
         if student is None:
             from .models import resolve_model, verify_model
             from .student import LlamaStudent
@@ -123,8 +144,7 @@ class Agent:
 
     # --- pieces ----------------------------------------------------------------------------
     def _guidance_cost(self, strategy: Any) -> int:
-        form = str(self.prompting.params.get("form", "compact"))
-        text = guidance_text(strategy, "full" if self.prompting.mode == "bracketed" else form)
+        text = injected_text(strategy, self.prompting.mode, self.prompting.params)
         counter = getattr(self.student, "count_tokens", None)
         return int(counter(text)) if callable(counter) else approx_tokens(text)
 
@@ -150,11 +170,29 @@ class Agent:
         start = time.perf_counter()
         messages, found, assemble_ms = self.prepare(history, retrieval=retrieval, prompting=prompting)
         cfg = generation or self.generation
-        mode = (prompting or self.prompting).mode
+        pcfg = prompting or self.prompting
+        mode = pcfg.mode
+        route = ""
+        pieces: Iterator[str]
         gen_start = time.perf_counter()
+        if mode == "adapt":
+            from .adapt import choose_adapted
+
+            text, route = choose_adapted(self.system_prompt, history, found.hits, pcfg.params, self.rules,
+                                         lambda msgs: self.student.chat(msgs, cfg).text)
+            if route.startswith("fallback"):
+                fallback = PromptConfig.from_mapping({"mode": str(pcfg.params.get("fallback", "plain")),
+                                                      "params": pcfg.params})
+                messages = render_prompt(self.system_prompt, history, found.hits, fallback)
+                pieces = iter(self.student.stream(messages, cfg))
+            else:
+                ready_ms = (time.perf_counter() - start) * 1e3
+                pieces = iter([text])
 
         def finish(text: str) -> Reply:
             stats = dict(getattr(self.student, "last_stats", {}) or {})
+            if mode == "adapt" and route == "exemplar":
+                stats = {"ttft_ms": ready_ms, "finish_reason": "stop"}  # the student was not asked
             end = time.perf_counter()
             timings = {**found.timings, "assemble_ms": assemble_ms,
                        "retrieval_ms": sum(found.timings.values()) + assemble_ms,
@@ -166,9 +204,11 @@ class Agent:
                           completion_tokens=int(stats.get("completion_tokens", 0)),
                           evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens"))
             return Reply(text=text.strip(), hits=found.hits, timings=timings, usage=usage, prompt=messages,
-                         mode=mode, finish_reason=str(stats.get("finish_reason", "stop")))
+                         mode=mode, finish_reason=str(stats.get("finish_reason", "stop")), route=route)
 
-        return ReplyStream(iter(self.student.stream(messages, cfg)), finish)
+        if mode != "adapt":
+            pieces = iter(self.student.stream(messages, cfg))
+        return ReplyStream(pieces, finish)
 
     def reply(self, history: Sequence[Message], **kwargs: Any) -> Reply:
         stream = self.stream(history, **kwargs)
@@ -177,3 +217,10 @@ class Agent:
         if stream.reply is None:  # pragma: no cover - the iterator always finishes
             raise RuntimeError("stream ended without a reply")
         return stream.reply
+
+
+def _pack_rules(pack: Pack | None) -> list[PolicyRule]:
+    if pack is None:
+        return []
+    rules = pack.manifest.get("domain", {}).get("rules", [])
+    return [PolicyRule(**r) for r in rules if isinstance(r, dict)]

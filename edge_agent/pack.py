@@ -36,6 +36,7 @@ __all__ = [
     "BuildReport",
     "index_text",
     "repair_index",
+    "update_settings",
 ]
 
 FORMAT_NAME = "edge-agent-pack"
@@ -385,5 +386,30 @@ def repair_index(path: Path | str) -> Path:
     index.save(root / INDEX)
     files[INDEX] = _file_entry(root / INDEX)
     manifest["index"] = {"kind": type(index.raw).__name__, "metric": "inner_product"}
+    write_json_atomic(root / MANIFEST, manifest)
+    return root
+
+
+def update_settings(
+    path: Path | str,
+    *,
+    retrieval: Mapping[str, Any] | None = None,
+    prompting: Mapping[str, Any] | None = None,
+    generation: Mapping[str, Any] | None = None,
+    tuning: Mapping[str, Any] | None = None,
+) -> Path:
+    """Replace the given settings tables (and the tuning record) in a pack's manifest.
+
+    Only manifest.json changes, so the hashes of the files it lists stay valid.
+    """
+    root = Path(path)
+    manifest = _read_manifest(root)
+    settings = dict(manifest.get("settings", {}))
+    for key, value in (("retrieval", retrieval), ("prompting", prompting), ("generation", generation)):
+        if value is not None:
+            settings[key] = dict(value)
+    manifest["settings"] = settings
+    if tuning is not None:
+        manifest["tuning"] = dict(tuning)
     write_json_atomic(root / MANIFEST, manifest)
     return root

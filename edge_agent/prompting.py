@@ -148,3 +148,6 @@ def render_prompt(
     if not history or history[-1].get("role") != "user":
         raise ConfigError("the conversation must end with a customer (user) message to reply to")
     return renderer(system_prompt, history, hits, cfg.params)
+
+
+from . import rendering as _rendering  # noqa: E402,F401  (registers the student-fit modes)

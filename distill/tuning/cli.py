@@ -1,0 +1,130 @@
+"""CLI for tuning: `edge-agent tune` and the `derive-compact` library command (thin click layer)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_agent.errors import ConfigError
+from edge_agent.files import home_dir
+
+__all__ = ["tune_command", "derive_compact_command"]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+@click.command("tune")
+@click.option("--pack", "pack_path", type=click.Path(path_type=Path), default=None,
+              help="Pack to tune (default: the demo pack).")
+@click.option("--dev", "dev_path", type=click.Path(path_type=Path, exists=True), required=True,
+              help="JSONL of conversations ('scenario' or 'messages') with the teacher's reply ('teacher_reply').")
+@click.option("--stage", type=int, default=None, help="Use only rows with this 'stage' value.")
+@click.option("--limit", type=int, default=0, help="Use at most N conversations (0 = all).")
+@click.option("--model", default=None, help="Student model name or GGUF path (default: the registry default).")
+@click.option("--modes", default=",".join(("plain", "compact", "system", "exemplar", "demo", "adapt")),
+              show_default=True, help="Comma-separated rendering modes to compare; 'plain' is always the base.")
+@click.option("--repeat-penalty", "repeat_penalties", default="", help="Comma-separated values to try, e.g. 1.0,1.1.")
+@click.option("--max-tokens", "max_tokens", default="", help="Comma-separated reply caps to try, e.g. 120,160.")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None,
+              help="SQLite call cache for student generations (default: <home>/cache/student-calls.sqlite).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="Where to write the JSON report (a .txt table is written beside it).")
+@click.option("--write/--no-write", default=True, show_default=True, help="Write the best settings into the pack.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def tune_command(pack_path: Path | None, dev_path: Path, stage: int | None, limit: int, model: str | None,
+                 modes: str, repeat_penalties: str, max_tokens: str, cache_path: Path | None,
+                 report_path: Path | None, write: bool, as_json: bool) -> None:
+    """Compare rendering modes and decoding settings on recorded teacher replies; keep the best.
+
+    Runs offline: the student answers every development conversation in every mode, replies are
+    scored by MiniLM cosine to the teacher's reply, and the best mode whose policy-violation rate
+    is no higher than the base student's is written into the pack manifest.
+
+    \b
+    Examples:
+      edge-agent tune --dev dev.jsonl
+      edge-agent tune --pack ./mypack --dev dev.jsonl --modes plain,compact,adapt --repeat-penalty 1.0,1.1
+    """
+    from edge_agent.cli import default_pack
+    from edge_agent.pack import load_pack, update_settings
+
+    from .data import read_dev_file
+    from .run import build_tuning, write_report
+    from .tune import candidate_grid, tune
+
+    pack = load_pack(pack_path or default_pack())
+    items = read_dev_file(dev_path, stage=stage)
+    if limit:
+        items = items[:limit]
+    gens: list[dict[str, Any]] = [{}]
+    if repeat_penalties:
+        gens = [{**g, "repeat_penalty": p} for g in gens for p in _floats(repeat_penalties)]
+    if max_tokens:
+        gens = [{**g, "max_tokens": n} for g in gens for n in _ints(max_tokens)]
+    mode_list = [m.strip() for m in modes.split(",") if m.strip()]
+    candidates = candidate_grid(mode_list, gens)
+    setup = build_tuning(pack, model, cache_path or home_dir() / "cache" / "student-calls.sqlite")
+    with click.progressbar(length=len(items) * len(candidates), label="tuning", file=click.get_text_stream("stderr")) as bar:
+        result = tune(setup.factory, items, candidates, setup.scorer, setup.rules, progress=bar.update)
+    out = report_path or home_dir() / "reports" / f"tune-{pack.path.name}.json"
+    table = write_report(result, out, extra={"pack": str(pack.path), "dev": str(dev_path), "model": setup.model_name,
+                                             "cache_hits": setup.student.hits, "cache_misses": setup.student.misses})
+    if write:
+        best = result.best.candidate
+        generation = {**dict(pack.settings.generation), **dict(best.generation)}
+        update_settings(pack.path, prompting={"mode": best.mode, "params": dict(best.params)},
+                        generation=generation,
+                        tuning={"best": result.best.name, "n_items": result.n, "report": out.name,
+                                "model": setup.model_name})
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(table)
+        click.echo(f"\nbest: {result.best.name}" + (f" (written to {pack.path})" if write else ""))
+        click.echo(f"report: {out}")
+
+
+@click.command("derive-compact")
+@click.argument("library", type=click.Path(path_type=Path, exists=True))
+@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Output JSONL (default: in place).")
+@click.option("--overwrite", is_flag=True, help="Also replace compact forms that already exist.")
+@click.option("--max-sentences", type=int, default=4, show_default=True)
+@click.option("--max-tokens", type=int, default=80, show_default=True)
+@click.option("--endpoint", default=None, help="OpenAI-compatible base URL; without it the rule-based deriver is used.")
+@click.option("--model", "endpoint_model", default=None, help="Model name at the endpoint.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Variable holding the API key.")
+def derive_compact_command(library: Path, out: Path | None, overwrite: bool, max_sentences: int, max_tokens: int,
+                           endpoint: str | None, endpoint_model: str | None, api_key_env: str) -> None:
+    """Fill the `compact` form of each strategy in a library file.
+
+    \b
+    Examples:
+      edge-agent library derive-compact strategies.jsonl
+      edge-agent library derive-compact strategies.jsonl --endpoint http://127.0.0.1:8080/v1 --model teacher
+    """
+    from edge_agent.library import read_library, write_library
+
+    from .compact import EndpointChat, derive_compact, derive_compact_llm, fill_compact
+
+    strategies = read_library(library)
+    if endpoint:
+        if not endpoint_model:
+            raise click.ClickException(str(ConfigError("--endpoint needs --model NAME (the model to ask)")))
+        chat = EndpointChat(endpoint, endpoint_model, os.environ.get(api_key_env) or "none")
+        derive = lambda text: derive_compact_llm(text, chat, max_sentences, max_tokens)  # noqa: E731
+    else:
+        derive = lambda text: derive_compact(text, max_sentences, max_tokens)  # noqa: E731
+    with click.progressbar(length=len(strategies), label="deriving", file=click.get_text_stream("stderr")) as bar:
+        filled, changed = fill_compact(strategies, derive, overwrite=overwrite, progress=bar.update)
+    write_library(out or library, filled)
+    click.echo(f"{changed} of {len(filled)} compact forms written to {out or library}")

@@ -1,0 +1,183 @@
+"""Student-fit rendering modes: where and in what form retrieved strategies enter the prompt.
+
+Each mode is a pure function registered into `prompting.RENDERERS`. Parts can be combined
+("compact+exemplar"). Guidance always rides on this turn's prompt only, never in stored history;
+text added to the system prompt goes after the fixed prompt so its KV prefix stays reusable.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+from .conversation import parse_transcript
+from .library import Strategy
+from .prompting import (GUIDANCE_CLOSE, GUIDANCE_OPEN, Messages, _append_to_last_user, _history,
+                        guidance_text, register_renderer)
+from .retrieval import Hit, approx_tokens
+
+__all__ = [
+    "EXEMPLAR_NOTE",
+    "SYSTEM_NOTE",
+    "clean_exemplar",
+    "trim_to_tokens",
+    "injected_text",
+    "demo_turn",
+    "combine",
+    "PARTS",
+    "COMBINED_MODES",
+]
+
+SYSTEM_NOTE = "Notes from experienced agents for your next reply (private, do not quote them):"
+EXEMPLAR_NOTE = ("Example of a good reply in a similar situation. Answer in your own words and use only "
+                 "facts from this conversation:")
+_LABEL = re.compile(r"^\s*(AGENT|ASSISTANT)\s*:\s*", re.IGNORECASE)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+DEFAULT_EXEMPLAR_TOKENS = 120
+
+Part = Callable[[Messages, Sequence[Hit], Mapping[str, Any]], Messages]
+
+
+def clean_exemplar(text: str) -> str:
+    """An exemplar reply without its speaker label and with whitespace collapsed per paragraph."""
+    text = _LABEL.sub("", text.strip())
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def trim_to_tokens(text: str, budget: int, count: Callable[[str], int] = approx_tokens) -> str:
+    """The longest run of whole leading sentences within `budget` tokens (at least one sentence)."""
+    if budget <= 0 or count(text) <= budget:
+        return text
+    sentences = _SENTENCE.split(text)
+    kept = [sentences[0]]
+    for s in sentences[1:]:
+        if count(" ".join([*kept, s])) > budget:
+            break
+        kept.append(s)
+    return " ".join(kept)
+
+
+def _exemplar(strategy: Strategy, params: Mapping[str, Any]) -> str:
+    text = clean_exemplar(strategy.exemplar) if strategy.exemplar.strip() else ""
+    return trim_to_tokens(text, int(params.get("exemplar_tokens", DEFAULT_EXEMPLAR_TOKENS)))
+
+
+def _form(params: Mapping[str, Any]) -> str:
+    return str(params.get("form", "compact"))
+
+
+def injected_text(strategy: Strategy, mode: str, params: Mapping[str, Any]) -> str:
+    """What a mode injects for one strategy: used to price hits against the token budget."""
+    parts = mode.split("+")
+    pieces = []
+    if any(p in ("compact", "system") for p in parts):
+        pieces.append(guidance_text(strategy, _form(params)))
+    if "bracketed" in parts:
+        pieces.append(guidance_text(strategy, "full"))
+    # adapt puts no guidance in the generation prompt, so it costs nothing against the budget
+    if any(p in ("exemplar", "exemplar_system", "demo") for p in parts):
+        pieces.append(_exemplar(strategy, params) or guidance_text(strategy, _form(params)))
+    return "\n".join(pieces)
+
+
+# --- parts: each takes this turn's messages (already copied) and returns them changed ------------
+def _system_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, Any]) -> Messages:
+    if not hits:
+        return messages
+    lines = [f"- {guidance_text(h.strategy, _form(params))}" for h in hits]
+    return _add_to_system(messages, "\n".join([SYSTEM_NOTE, *lines]))
+
+
+def _compact_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, Any]) -> Messages:
+    if not hits:
+        return messages
+    lines = [guidance_text(h.strategy, _form(params)) for h in hits]
+    return _append_to_last_user(messages, "\n".join([GUIDANCE_OPEN, *lines, GUIDANCE_CLOSE]))
+
+
+def _exemplar_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, Any]) -> Messages:
+    example = _exemplar(hits[0].strategy, params) if hits else ""
+    if not example:
+        return messages
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    content = messages[last]["content"]
+    if content.endswith(GUIDANCE_CLOSE):  # one guidance block per turn, even when combined
+        merged = content[: -len(GUIDANCE_CLOSE)] + "\n".join([EXEMPLAR_NOTE, example, GUIDANCE_CLOSE])
+        return [*messages[:last], {"role": "user", "content": merged}, *messages[last + 1:]]
+    return _append_to_last_user(messages, "\n".join([GUIDANCE_OPEN, EXEMPLAR_NOTE, example, GUIDANCE_CLOSE]))
+
+
+def _exemplar_system_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, Any]) -> Messages:
+    example = _exemplar(hits[0].strategy, params) if hits else ""
+    if not example:
+        return messages
+    return _add_to_system(messages, f"{EXEMPLAR_NOTE}\n{example}")
+
+
+def demo_turn(strategy: Strategy, params: Mapping[str, Any]) -> Messages:
+    """A fake earlier exchange: the scenario's last customer message and the exemplar reply."""
+    example = _exemplar(strategy, params)
+    turns = [m for m in parse_transcript(strategy.scenario) if m["role"] == "user"]
+    if not example or not turns:
+        return []
+    return [{"role": "user", "content": turns[-1]["content"]}, {"role": "assistant", "content": example}]
+
+
+def _demo_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, Any]) -> Messages:
+    demo = demo_turn(hits[0].strategy, params) if hits else []
+    if not demo:
+        return messages
+    # Just before the latest customer message: everything earlier keeps its KV-cache prefix.
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    return [*messages[:last], *demo, *messages[last:]]
+
+
+def _add_to_system(messages: Messages, block: str) -> Messages:
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{messages[0]['content']}\n\n{block}"}, *messages[1:]]
+    return [{"role": "system", "content": block}, *messages]
+
+
+PARTS: dict[str, Part] = {
+    "system": _system_part,
+    "compact": _compact_part,
+    "exemplar": _exemplar_part,
+    "exemplar_system": _exemplar_system_part,
+    "demo": _demo_part,
+}
+# System-prompt parts first, then the user-turn parts, then the demonstration turn.
+_ORDER = ("system", "exemplar_system", "compact", "exemplar", "demo")
+COMBINED_MODES = ("system+exemplar", "compact+exemplar", "compact+demo", "system+demo")
+
+
+def combine(*names: str) -> Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]],
+                                     Messages]:
+    """A renderer that applies the named parts in a fixed order."""
+    ordered = sorted(names, key=_ORDER.index)
+
+    def render(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
+               params: Mapping[str, Any]) -> Messages:
+        messages = _history(system_prompt, history)
+        for name in ordered:
+            messages = PARTS[name](messages, hits, params)
+        return messages
+
+    render.__name__ = "render_" + "_".join(ordered)
+    render.__doc__ = f"Rendering mode {'+'.join(names)}."
+    return render
+
+
+def render_adapt(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
+                 params: Mapping[str, Any]) -> Messages:
+    """The prompt that asks the student to revise the nearest exemplar (see edge_agent.adapt)."""
+    from .adapt import revision_prompt
+
+    return revision_prompt(system_prompt, history, hits, params)
+
+
+for _name in ("system", "exemplar", "exemplar_system", "demo"):
+    register_renderer(_name, combine(_name))
+for _combo in COMBINED_MODES:
+    register_renderer(_combo, combine(*_combo.split("+")))
+register_renderer("adapt", render_adapt)
