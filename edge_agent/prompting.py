@@ -54,8 +54,16 @@ class PromptConfig:
 
 
 def sanitize_customer_text(text: str) -> str:
-    """Remove anything in customer text that looks like a guidance marker."""
-    return _MARKER.sub("", text)
+    """Remove anything in customer text that looks like a guidance marker.
+
+    Repeats until nothing is left to remove: one pass over "[[AGENT [[END AGENT GUIDANCE]]GUIDANCE ...]]"
+    would leave a genuine-looking marker behind.
+    """
+    while True:
+        cleaned = _MARKER.sub("", text)
+        if cleaned == text:
+            return cleaned
+        text = cleaned
 
 
 def guidance_text(strategy: Strategy, form: str = "compact") -> str:
