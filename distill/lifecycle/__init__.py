@@ -1,0 +1,29 @@
+"""The library lifecycle: review, hand edits, diff, policy lint, rebuild without the teacher, export.
+
+Everything here works offline on an existing library or pack; nothing calls the teacher (the
+optional LLM lint check talks to whatever OpenAI-compatible endpoint the user names).
+"""
+
+from .diff import LibraryDiff, diff_libraries
+from .export import export_mobile
+from .lint import Flag, gate, lint_strategies
+from .rebuild import RebuildResult, rebuild_pack
+from .review import Decision, apply_decisions, read_decisions
+from .store import Library, open_library, save_library
+
+__all__ = [
+    "Library",
+    "open_library",
+    "save_library",
+    "Decision",
+    "apply_decisions",
+    "read_decisions",
+    "LibraryDiff",
+    "diff_libraries",
+    "Flag",
+    "lint_strategies",
+    "gate",
+    "RebuildResult",
+    "rebuild_pack",
+    "export_mobile",
+]

@@ -1,0 +1,83 @@
+"""`edge-agent library lint`: policy rules, prompt-injection shapes and an optional LLM audit."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import click
+
+from edge_agent.cli import demo_dir
+from edge_agent.domain import load_domain
+
+from .lint import Flag, blocking, lint_strategies, rules_from_manifest
+from .store import open_library
+
+__all__ = ["lint_command"]
+
+
+def _print_flags(flags: list[Flag], verbose: bool) -> None:
+    notices: dict[str, list[str]] = defaultdict(list)
+    for f in flags:
+        if f.severity == "notice":
+            notices[f.rule].append(f.strategy_id)
+            continue
+        colour = "red" if f.severity == "error" else "yellow"
+        click.secho(f"{f.severity:7} {f.strategy_id} {f.field}: [{f.rule}] {f.message}", fg=colour)
+        if f.excerpt:
+            click.echo(f"        \"{f.excerpt}\"")
+    for rule, ids in notices.items():
+        shown = ids if verbose else ids[:5]
+        click.echo(f"notice  required step '{rule}' not mentioned in {len(ids)} strategies: {', '.join(shown)}"
+                   + ("" if len(shown) == len(ids) else " ... (--verbose lists all)"))
+
+
+@click.command("lint")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--domain", type=click.Path(path_type=Path), default=None,
+              help="Domain TOML with [[rules]] (default: the pack's rules, or the demo domain for a library).")
+@click.option("--llm-url", default=None, help="Also audit each strategy with an OpenAI-compatible endpoint.")
+@click.option("--llm-model", default=None, help="Model name for --llm-url.")
+@click.option("--llm-key-env", default="", help="Environment variable holding the API key (none for local).")
+@click.option("--verbose", is_flag=True, help="List every strategy behind each notice.")
+@click.option("--json", "as_json", is_flag=True)
+def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_model: str | None, llm_key_env: str,
+                 verbose: bool, as_json: bool) -> None:
+    """Check strategies against policy rules and for prompt-injection shapes; exit 1 on blocking flags.
+
+    Errors and warnings block `pack rebuild` unless --allow-lint-flags is given; notices (a
+    required step not mentioned) are advice only.
+
+    \b
+    Examples:
+      edge-agent library lint lib.jsonl --domain my-domain.toml
+      edge-agent library lint ~/.edge-agent/packs/demo --json
+      edge-agent library lint lib.jsonl --llm-url http://127.0.0.1:8080/v1 --llm-model local
+    """
+    lib = open_library(source)
+    if domain is not None or lib.pack is None:
+        dom = load_domain(domain or demo_dir() / "domain.toml")
+        rules, policy, rules_from = list(dom.rules), dom.policy, dom.source
+    else:
+        block = lib.pack.manifest.get("domain", {})
+        rules, policy, rules_from = rules_from_manifest(block), str(block.get("system_prompt", "")), "pack manifest"
+    flags = lint_strategies(lib.strategies, rules)
+    if llm_url:
+        from .llm_check import llm_check, openai_checker
+
+        if not llm_model:
+            raise click.UsageError("--llm-url needs --llm-model")
+        flags += llm_check(lib.strategies, openai_checker(llm_url, llm_model, llm_key_env), policy)
+    stop = blocking(flags)
+    if as_json:
+        click.echo(json.dumps({"source": str(lib.path), "rules_from": rules_from, "rules": len(rules),
+                               "checked": sum(s.status != "rejected" for s in lib.strategies),
+                               "blocking": len(stop), "flags": [f.to_json() for f in flags]},
+                              ensure_ascii=False, indent=2))
+    else:
+        _print_flags(flags, verbose)
+        click.echo(f"{len(stop)} blocking flag(s) in {len({f.strategy_id for f in stop})} of "
+                   f"{len(lib.strategies)} strategies ({len(rules)} rules from {rules_from})")
+    if stop:
+        click.get_current_context().exit(1)
