@@ -23,12 +23,12 @@ from .errors import PackError
 __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
-    "VECTORS_MAGIC",
     "HEADER",
-    "encode_vectors",
-    "decode_vectors",
-    "top_k",
+    "VECTORS_MAGIC",
     "MobileBundle",
+    "decode_vectors",
+    "encode_vectors",
+    "top_k",
 ]
 
 BUNDLE_FORMAT = "edge-agent-mobile"
@@ -90,7 +90,7 @@ class MobileBundle:
     vectors: np.ndarray
 
     @classmethod
-    def open(cls, path: Path | str) -> "MobileBundle":
+    def open(cls, path: Path | str) -> MobileBundle:
         """Read and check a bundle: format, version, file hashes and row counts."""
         path = Path(path)
         try:

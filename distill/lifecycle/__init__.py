@@ -12,18 +12,18 @@ from .review import Decision, apply_decisions, read_decisions
 from .store import Library, open_library, save_library
 
 __all__ = [
-    "Library",
-    "open_library",
-    "save_library",
     "Decision",
-    "apply_decisions",
-    "read_decisions",
-    "LibraryDiff",
-    "diff_libraries",
     "Flag",
-    "lint_strategies",
-    "gate",
+    "Library",
+    "LibraryDiff",
     "RebuildResult",
-    "rebuild_pack",
+    "apply_decisions",
+    "diff_libraries",
     "export_mobile",
+    "gate",
+    "lint_strategies",
+    "open_library",
+    "read_decisions",
+    "rebuild_pack",
+    "save_library",
 ]

@@ -8,21 +8,31 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
 from edge_agent.library import SOURCES, STATUSES, Strategy, write_library
 
-from .diff import DIFF_FIELDS, diff_libraries, render_diff
 from .cli_lint import lint_command
 from .cli_pack import pack_export_command, pack_rebuild_command, retrieve_hits
+from .diff import DIFF_FIELDS, diff_libraries, render_diff
 from .review import apply_decisions, read_decisions, review_interactive
-from .store import (add_strategy, counts, edit_strategy, find_strategy, import_strategies, open_library,
-                    remove_strategies, save_library, utc_now)
+from .store import (
+    add_strategy,
+    counts,
+    edit_strategy,
+    find_strategy,
+    import_strategies,
+    open_library,
+    remove_strategies,
+    save_library,
+    utc_now,
+)
 
-__all__ = ["library_group", "pack_rebuild_command", "pack_export_command"]
+__all__ = ["library_group", "pack_export_command", "pack_rebuild_command"]
 
 source_arg = click.argument("source", type=click.Path(path_type=Path))
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

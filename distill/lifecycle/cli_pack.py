@@ -22,7 +22,7 @@ from edge_agent.retrieval import RetrievalConfig, Retriever
 from .rebuild import domain_parts, open_embedder, rebuild_pack
 from .store import Library, is_pack_dir, open_library
 
-__all__ = ["pack_rebuild_command", "pack_export_command", "retrieve_hits"]
+__all__ = ["pack_export_command", "pack_rebuild_command", "retrieve_hits"]
 
 
 def retrieve_hits(lib: Library, query: str, top_k: int, threshold: float | None,

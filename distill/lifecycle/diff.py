@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from edge_agent.library import Strategy
 
-__all__ = ["FieldChange", "Changed", "LibraryDiff", "diff_libraries", "word_diff", "DIFF_FIELDS"]
+__all__ = ["DIFF_FIELDS", "Changed", "FieldChange", "LibraryDiff", "diff_libraries", "word_diff"]
 
 DIFF_FIELDS = ("scenario", "strategy", "compact", "exemplar", "status", "source", "tags", "provenance", "reviews")
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
@@ -127,8 +128,8 @@ def diff_libraries(old: Sequence[Strategy], new: Sequence[Strategy],
 
 def render_diff(diff: LibraryDiff, *, old_name: str = "old", new_name: str = "new", width: int = 100) -> str:
     """The diff for people: a summary line, then each added, removed and changed strategy."""
-    lines = [f"{old_name} -> {new_name}: {len(diff.added)} added, {len(diff.removed)} removed, "
-             f"{len(diff.changed)} changed, {diff.unchanged} unchanged"]
+    lines = [(f"{old_name} -> {new_name}: {len(diff.added)} added, {len(diff.removed)} removed, "
+             f"{len(diff.changed)} changed, {diff.unchanged} unchanged")]
     for s in diff.added:
         lines.append(f"+ {s.id}  [{s.status}, {s.source}]  {_short(s.strategy, width)}")
     for s in diff.removed:

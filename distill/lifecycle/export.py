@@ -16,11 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.mobile import (BUNDLE_FORMAT, BUNDLE_VERSION, HEADER, MANIFEST_FILE, STRATEGIES_FILE,
-                               VECTORS_FILE, VECTORS_MAGIC, encode_vectors)
+from edge_agent.mobile import (
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    HEADER,
+    MANIFEST_FILE,
+    STRATEGIES_FILE,
+    VECTORS_FILE,
+    VECTORS_MAGIC,
+    encode_vectors,
+)
 from edge_agent.pack import EMBEDDER_DIR, Pack
 
-__all__ = ["MobileExport", "export_mobile", "FORMAT_DOC"]
+__all__ = ["FORMAT_DOC", "MobileExport", "export_mobile"]
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 STRATEGY_KEYS = ("id", "scenario", "strategy", "compact", "exemplar", "tags", "source", "status")

@@ -8,21 +8,22 @@ rules and injection shapes raise flags that block pack builds unless explicitly 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from edge_agent.domain import PolicyRule
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
 
 __all__ = [
-    "Flag",
-    "InjectionCheck",
     "INJECTION_CHECKS",
     "LINT_FIELDS",
-    "lint_strategies",
+    "Flag",
+    "InjectionCheck",
     "blocking",
     "gate",
+    "lint_strategies",
     "rules_from_manifest",
 ]
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edge_agent.library import Strategy
 
 from .lint import LINT_FIELDS, Flag
 
-__all__ = ["llm_messages", "parse_verdict", "llm_check", "openai_checker"]
+__all__ = ["llm_check", "llm_messages", "openai_checker", "parse_verdict"]
 
 SYSTEM = (
     "You audit private guidance notes that will be shown to a customer-support agent model. A note must "

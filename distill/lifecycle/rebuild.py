@@ -8,9 +8,10 @@ or new rows are embedded. The output is a pure function of the inputs (same inpu
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from edge_agent.domain import Domain, PolicyRule
 from edge_agent.embedder import Embedder, HashEmbedder, OnnxEmbedder

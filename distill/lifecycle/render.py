@@ -10,14 +10,15 @@ from __future__ import annotations
 import html
 import json
 from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from edge_agent.conversation import parse_transcript
 from edge_agent.library import Strategy
 
 from .store import counts
 
-__all__ = ["group_by_scenario", "to_markdown", "to_html", "provenance_items"]
+__all__ = ["group_by_scenario", "provenance_items", "to_html", "to_markdown"]
 
 
 def _opening(strategy: Strategy) -> str:
@@ -26,7 +27,7 @@ def _opening(strategy: Strategy) -> str:
     return " ".join(first.split())
 
 
-def group_by_scenario(strategies: Sequence[Strategy]) -> "OrderedDict[str, list[Strategy]]":
+def group_by_scenario(strategies: Sequence[Strategy]) -> OrderedDict[str, list[Strategy]]:
     """Conversation opening -> its strategies (groups in first-seen order, by scenario length inside)."""
     groups: OrderedDict[str, list[Strategy]] = OrderedDict()
     for s in strategies:
@@ -58,8 +59,8 @@ def _title(text: str, width: int = 90) -> str:
 def to_markdown(strategies: Sequence[Strategy], *, title: str = "Strategy library") -> str:
     c = counts(strategies)
     out = [f"# {title}", "",
-           f"{len(strategies)} strategies: {c['approved']} approved, {c['pending']} pending, "
-           f"{c['rejected']} rejected.", ""]
+           (f"{len(strategies)} strategies: {c['approved']} approved, {c['pending']} pending, "
+           f"{c['rejected']} rejected."), ""]
     for opening, items in group_by_scenario(strategies).items():
         out += [f"## {_title(opening)}", ""]
         for s in items:
@@ -106,8 +107,8 @@ def _esc(text: str) -> str:
 
 
 def _article(s: Strategy) -> list[str]:
-    out = [f'<article id="{_esc(s.id)}"><h3><code>{_esc(s.id)}</code> '
-           f'<span class="status {_esc(s.status)}">{_esc(s.status)}</span></h3>', "<div>"]
+    out = [(f'<article id="{_esc(s.id)}"><h3><code>{_esc(s.id)}</code> '
+           f'<span class="status {_esc(s.status)}">{_esc(s.status)}</span></h3>'), "<div>"]
     for turn in parse_transcript(s.scenario):
         who = "CUSTOMER" if turn["role"] == "user" else "AGENT"
         out.append(f'<div class="turn"><span class="who">{who}</span> {_esc(turn["content"])}</div>')
@@ -128,8 +129,8 @@ def to_html(strategies: Sequence[Strategy], *, title: str = "Strategy library",
     groups = group_by_scenario(strategies)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>", f"<h1>{_esc(title)}</h1>",
-           f"<p>{len(strategies)} strategies in {len(groups)} conversations: {c['approved']} approved, "
-           f"{c['pending']} pending, {c['rejected']} rejected.</p>"]
+           (f"<p>{len(strategies)} strategies in {len(groups)} conversations: {c['approved']} approved, "
+           f"{c['pending']} pending, {c['rejected']} rejected.</p>")]
     for k, v in (meta or {}).items():
         out.append(f"<p><b>{_esc(k)}</b>: {_esc(v)}</p>")
     out.append('<input id="q" type="search" placeholder="Filter strategies by any text...">')

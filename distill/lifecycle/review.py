@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from edge_agent.errors import ConfigError
 from edge_agent.library import Review, Strategy
@@ -22,10 +23,10 @@ __all__ = [
     "Decision",
     "apply_decision",
     "apply_decisions",
-    "read_decisions",
-    "review_interactive",
     "editable_text",
     "parse_editable_text",
+    "read_decisions",
+    "review_interactive",
 ]
 
 # decision word in a file or at the prompt -> (new status, Review.decision)

@@ -7,26 +7,27 @@ every change says who made it and when. No embedding happens here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from edge_agent.errors import ConfigError
 from edge_agent.library import SOURCES, STATUSES, Review, Strategy, read_library, strategy_id, write_library
 from edge_agent.pack import MANIFEST, Pack, load_pack
 
 __all__ = [
+    "EDITABLE_FIELDS",
     "Library",
-    "open_library",
-    "save_library",
-    "find_strategy",
     "add_strategy",
     "edit_strategy",
-    "remove_strategies",
+    "find_strategy",
     "import_strategies",
+    "open_library",
+    "remove_strategies",
+    "save_library",
     "utc_now",
-    "EDITABLE_FIELDS",
 ]
 
 LIBRARY_FILE = "library.jsonl"
@@ -35,7 +36,7 @@ EDITABLE_FIELDS = ("scenario", "strategy", "compact", "exemplar")
 
 def utc_now() -> str:
     """The review timestamp format: ISO-8601 UTC, seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
