@@ -17,7 +17,10 @@ from .errors import ConfigError
 
 __all__ = ["Domain", "PolicyRule", "Intent", "load_domain", "parse_domain", "persona_grid"]
 
-_TOP = {"domain", "policy", "intents", "personas", "rules", "retrieval", "prompting", "generation"}
+_TOP = {"domain", "policy", "intents", "personas", "rules", "retrieval", "prompting", "generation",
+        "roles", "distill", "budget", "prices"}
+# Tables only `distill` reads (endpoints, loop knobs, budgets, prices); validated there.
+_BUILD_TABLES = ("roles", "distill", "budget", "prices")
 _DOMAIN = {"name", "company", "agent_role", "goal", "language", "greeting"}
 _POLICY = {"text"}
 _INTENT = {"id", "description", "customer_goal", "opening"}
@@ -124,7 +127,7 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
     personas = data.get("personas", {})
     if not isinstance(personas, dict) or any(not isinstance(v, list) or not v for v in personas.values()):
         raise ConfigError(f"{source} [personas]: each persona dimension must be a non-empty list")
-    settings = {k: dict(data[k]) for k in ("retrieval", "prompting", "generation") if k in data}
+    settings = {k: dict(data[k]) for k in ("retrieval", "prompting", "generation", *_BUILD_TABLES) if k in data}
     return Domain(
         name=_need_str(f"{source} [domain]", dom, "name"),
         company=_need_str(f"{source} [domain]", dom, "company"),

@@ -1,0 +1,124 @@
+"""Calls to the teacher-side roles: cache first, then budget check, bounded concurrency, accounting.
+
+`Caller.text` returns a reply; `Caller.structured` asks for JSON, validates it with a pydantic model
+and sends the model a repair request a bounded number of times before giving up with
+`StructuredFailure` (the caller records the unit as failed and the run goes on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+from pydantic import BaseModel
+
+from edge_agent.backends import ChatResult, Usage
+
+from .budget import Meter
+from .cache import CallCache, request_key
+from .config import Endpoint
+from .openai_backend import AsyncChat, ChatRequest
+from .schemas import MalformedOutput, json_schema, parse_output, repair_messages
+
+__all__ = ["Caller", "CallResult", "StructuredFailure"]
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+
+class StructuredFailure(Exception):
+    """A role kept returning output that is not the requested JSON."""
+
+
+@dataclass(frozen=True)
+class CallResult:
+    text: str
+    usage: Usage
+    finish_reason: str
+    cached: bool
+
+
+def response_format(endpoint: Endpoint, model: type[BaseModel] | None) -> dict[str, Any] | None:
+    if model is None or endpoint.json_mode == "off":
+        return None
+    if endpoint.json_mode == "object":
+        return {"type": "json_object"}
+    schema = json_schema(model)
+    if endpoint.json_mode == "schema":
+        return {"type": "json_schema", "json_schema": {"name": model.__name__, "schema": schema}}
+    return {"type": "json_object", "schema": schema}  # "grammar": llama.cpp's schema-constrained JSON
+
+
+class Caller:
+    """Routes each role to its backend; shares one cache, one meter and one concurrency limit."""
+
+    def __init__(self, endpoints: Mapping[str, Endpoint], backends: Mapping[str, AsyncChat], *,
+                 cache: CallCache | None, meter: Meter, run_id: str, concurrency: int = 4,
+                 json_retries: int = 2, on_call: Callable[[str, bool], None] | None = None) -> None:
+        self.endpoints = dict(endpoints)
+        self.backends = dict(backends)
+        self.cache = cache
+        self.meter = meter
+        self.run_id = run_id
+        self.json_retries = json_retries
+        self.on_call = on_call
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def _call(self, role: str, messages: Sequence[Mapping[str, str]],
+                    fmt: Mapping[str, Any] | None) -> CallResult:
+        ep = self.endpoints[role]
+        request = ChatRequest(messages=[dict(m) for m in messages], temperature=ep.temperature,
+                              max_tokens=ep.max_tokens, response_format=fmt)
+        key = request_key(ep.model, request.messages, request.params())
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.meter.record_hit(ep.model)
+                if self.on_call:
+                    self.on_call(role, True)
+                r = hit.response
+                return CallResult(text=r["text"], usage=Usage(r.get("prompt_tokens", 0), r.get("completion_tokens", 0)),
+                                  finish_reason=r.get("finish_reason", "stop"), cached=True)
+        async with self._limit:
+            self.meter.check()
+            result: ChatResult = await self.backends[role].complete(request)
+            # Stored before the slot is released: a call that returned is never paid for twice.
+            if self.cache is not None:
+                self.cache.put(key, ep.model, {"messages": request.messages, **request.params()},
+                               {"text": result.text, "finish_reason": result.finish_reason,
+                                "prompt_tokens": result.usage.prompt_tokens,
+                                "completion_tokens": result.usage.completion_tokens},
+                               run_id=self.run_id, paid=True, prompt_tokens=result.usage.prompt_tokens,
+                               completion_tokens=result.usage.completion_tokens)
+            self.meter.record_paid(ep.model, result.usage.prompt_tokens, result.usage.completion_tokens)
+        if self.on_call:
+            self.on_call(role, False)
+        return CallResult(text=result.text, usage=result.usage, finish_reason=result.finish_reason, cached=False)
+
+    async def text(self, role: str, messages: Sequence[Mapping[str, str]]) -> CallResult:
+        return await self._call(role, messages, None)
+
+    async def structured(self, role: str, messages: Sequence[Mapping[str, str]], model: type[M]) -> M:
+        """Parse the role's reply as `model`; on bad output ask again (at most `json_retries` times)."""
+        fmt = response_format(self.endpoints[role], model)
+        base = [dict(m) for m in messages]
+        current = base
+        reason = ""
+        for attempt in range(self.json_retries + 1):
+            out = await self._call(role, current, fmt)
+            try:
+                if out.finish_reason == "length":
+                    parsed = None
+                    try:
+                        parsed = parse_output(out.text, model)
+                    except MalformedOutput:
+                        raise MalformedOutput("the reply was cut off at max_tokens (truncated)") from None
+                    return parsed
+                return parse_output(out.text, model)
+            except MalformedOutput as exc:
+                reason = str(exc)
+                log.info("%s: malformed %s (attempt %d): %s", role, model.__name__, attempt + 1, reason)
+                current = repair_messages(base, out.text, reason)
+        raise StructuredFailure(f"{role} gave no valid {model.__name__} after {self.json_retries + 1} tries: {reason}")

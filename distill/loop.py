@@ -1,0 +1,194 @@
+"""The build loop: stages of rollouts, scenarios, strategy improvement, hygiene and generation.
+
+Every finished unit (a rollout, a scenario's outcome, a stage's generated situations) is
+journaled before it counts, and the library is always recomputed from the journal, so a resumed
+run skips finished work and ends with the same library as an uninterrupted one. Within a stage
+the student sees the library of the earlier stages only, which keeps results independent of the
+order in which concurrent units finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Iterable, Sequence, TypeVar
+
+import numpy as np
+
+from edge_agent.errors import BackendError
+from edge_agent.library import Strategy
+
+from .budget import BudgetExceeded
+from .generate import generate_situations
+from .hygiene import apply_merges, dedupe
+from .improve import Outcome, improve, outcome_strategy
+from .rollout import Rollout, agent_messages, run_rollout
+from .rundir import Build
+from .scenarios import Customer, cut_scenarios, domain_situations, make_customers, sample_scenarios
+from .student_runner import embed_library
+
+__all__ = ["State", "replay", "library_from", "run_build"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class State:
+    """What the journal says is finished."""
+
+    rollouts: dict[tuple[int, str], Rollout] = field(default_factory=dict)
+    outcomes: dict[tuple[int, str], tuple[Outcome, float]] = field(default_factory=dict)
+    generated: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    generation_errors: dict[int, str] = field(default_factory=dict)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stages_done: set[int] = field(default_factory=set)
+    finished: bool = False
+
+    def apply(self, record: dict[str, Any]) -> None:
+        event = record.get("event")
+        if event == "rollout":
+            r = Rollout.from_json(record["rollout"])
+            self.rollouts[(r.stage, r.customer_id)] = r
+        elif event == "scenario":
+            o = Outcome.from_json(record["outcome"])
+            self.outcomes[(o.scenario.stage, o.scenario.id)] = (o, float(record["at"]))
+        elif event == "customers":
+            for c in record["customers"]:
+                self.customers[c["id"]] = c
+        elif event == "generated":
+            self.generated[int(record["stage"])] = list(record["situations"])
+            if record.get("error"):
+                self.generation_errors[int(record["stage"])] = str(record["error"])
+        elif event == "stage_done":
+            self.stages_done.add(int(record["stage"]))
+        elif event == "finished":
+            self.finished = True
+
+
+def replay(records: Iterable[dict[str, Any]]) -> State:
+    state = State()
+    for record in records:
+        state.apply(record)
+    return state
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _provenance(b: Build, state: State, outcome: Outcome, at: float) -> dict[str, Any]:
+    customer = state.customers.get(outcome.scenario.customer_id, {})
+    eps = b.caller.endpoints
+    return {"run_id": b.run_id, "teacher_model": eps["teacher"].model, "writer_model": eps["writer"].model,
+            "judge_model": eps["judge"].model, "student_model": b.student_model,
+            "situation": {k: customer.get("situation", {}).get(k) for k in ("id", "source", "why")},
+            "persona": customer.get("persona", {}), "timestamps": {"finished": _iso(at)}}
+
+
+def library_from(b: Build, state: State, stages: Sequence[int], vectors: dict[str, np.ndarray]) -> tuple[list[Strategy], list[dict[str, Any]]]:
+    """The library after these stages, from journaled outcomes only (deterministic), and the merges."""
+    library: list[Strategy] = []
+    merges: list[dict[str, Any]] = []
+    qt = b.student.retrieval.query_turns
+    for stage in stages:
+        new = [outcome_strategy(o, _provenance(b, state, o, at))
+               for (k, _), (o, at) in sorted(state.outcomes.items()) if k == stage and o.status == "ok"]
+        pool = library + new
+        missing = [s for s in pool if s.scenario not in vectors]
+        for s, v in zip(missing, embed_library(b.embedder, missing, qt)):
+            vectors[s.scenario] = v
+        if not pool:
+            continue
+        matrix = np.stack([vectors[s.scenario] for s in pool])
+        keep, made = dedupe(pool, matrix, b.settings.loop.dedupe_threshold)
+        library = apply_merges(pool, keep, made)
+        merges += [{**m.to_json(), "stage": stage} for m in made]
+    return library, merges
+
+
+async def _all(aws: Sequence[Awaitable[T]]) -> list[T]:
+    """Run concurrently; on the first failure cancel the rest and raise that failure itself."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def _stage(b: Build, state: State, stage: int, p: float, library: list[Strategy],
+                 vectors: dict[str, np.ndarray]) -> None:
+    loop = b.settings.loop
+    situations = domain_situations(b.domain) + state.generated.get(stage - 1, [])
+    customers = make_customers(b.domain, situations, personas=loop.personas, seed=loop.seed)
+    new_customers = [c.to_json() for c in customers if c.id not in state.customers]
+    if new_customers:
+        state.apply(b.journal.append("customers", stage=stage, customers=new_customers))
+    b.student.set_library(library, np.stack([vectors[s.scenario] for s in library]) if library else None)
+    b.emit("stage", stage=stage, p=p, customers=len(customers), library=len(library))
+
+    async def roll(c: Customer) -> Rollout:
+        done = state.rollouts.get((stage, c.id))
+        if done is None:
+            done = await run_rollout(c, stage=stage, p=p, domain=b.domain, caller=b.caller, student=b.student,
+                                     settings=loop)
+            state.apply(b.journal.append("rollout", rollout=done.to_json()))
+        b.emit("rollout", stage=stage, total=len(customers))
+        return done
+
+    rollouts = await _all([roll(c) for c in customers])
+    cuts = [s for r in rollouts for s in cut_scenarios(r.messages, loop.cut_turns, stage=stage, customer_id=r.customer_id)]
+    scenarios = sample_scenarios(cuts, loop.scenarios_per_stage, loop.seed, stage)
+    b.emit("scenarios", stage=stage, total=len(scenarios))
+
+    async def work(s: Any) -> None:
+        if (stage, s.id) not in state.outcomes:
+            teacher, student = await asyncio.gather(b.caller.text("teacher", agent_messages(b.domain, s.history)),
+                                                    b.student.reply(s.history))
+            outcome = await improve(s, teacher_reply=teacher.text, student_reply=student, domain=b.domain,
+                                    caller=b.caller, student=b.student, settings=loop)
+            state.apply(b.journal.append("scenario", outcome=outcome.to_json()))
+        o = state.outcomes[(stage, s.id)][0]
+        b.emit("scenario", stage=stage, status=o.status, score=o.best_score, total=len(scenarios))
+
+    await _all([work(s) for s in scenarios])
+    if stage not in state.stages_done:
+        state.apply(b.journal.append("stage_done", stage=stage, scenarios=len(scenarios)))
+
+
+async def run_build(b: Build) -> dict[str, Any]:
+    """Run (or resume) every stage, then write the library, report and pack. Returns the report."""
+    from .report import write_outputs
+
+    state = replay(b.journal.records())
+    b.journal.append("started", resumed=bool(state.rollouts or state.outcomes), run_id=b.run_id)
+    stages = b.settings.loop.stages
+    vectors: dict[str, np.ndarray] = {}
+    status, reason = "finished", ""
+    try:
+        for stage, p in enumerate(stages):
+            library, _ = library_from(b, state, range(stage), vectors)
+            await _stage(b, state, stage, p, library, vectors)
+            last = stage == len(stages) - 1
+            if not last and stage not in state.generated and b.settings.loop.generate_per_stage > 0:
+                outcomes = [o for (k, _), (o, _) in sorted(state.outcomes.items()) if k == stage]
+                made, error = await generate_situations(
+                    b.domain, outcomes, stage=stage, n=b.settings.loop.generate_per_stage,
+                    worst=b.settings.loop.worst_for_generation, caller=b.caller)
+                state.apply(b.journal.append("generated", stage=stage, situations=made, error=error))
+                b.emit("generated", stage=stage, count=len(made))
+        if not state.finished:
+            state.apply(b.journal.append("finished"))
+    except BudgetExceeded as exc:
+        status, reason = "stopped", str(exc)
+    except BackendError as exc:
+        status, reason = "stopped", str(exc)
+    if status == "stopped":
+        b.journal.append("stopped", reason=reason)
+        log.warning("run %s stopped: %s", b.run_id, reason)
+    return write_outputs(b, state, status=status, reason=reason, vectors=vectors)

@@ -1,0 +1,170 @@
+"""A run directory: its frozen config, the copied domain file, and opening every part of a build.
+
+`init_run` writes `config.json` (settings after flags, student, embedder, cache path; never an
+API key) and `domain.toml`; `open_build` turns a run directory into a ready `Build` (backends,
+student, embedder, cache, journal, meter restored from what this run already paid for).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from edge_agent.backends import ChatBackend
+from edge_agent.domain import Domain, load_domain
+from edge_agent.embedder import Embedder, HashEmbedder, OnnxEmbedder
+from edge_agent.errors import ConfigError, ModelError
+from edge_agent.files import home_dir, write_json_atomic
+from edge_agent.pack import PackSettings
+
+from .budget import Meter
+from .cache import CallCache
+from .config import ROLES, RunSettings, parse_settings, settings_from_domain
+from .journal import Journal
+from .llm import Caller
+from .openai_backend import AsyncChat, OpenAIChat
+from .student_runner import StudentRunner
+from .testing import EchoStudent
+
+__all__ = ["Build", "init_run", "open_build", "read_config", "default_embedder", "DEFAULT_EMBEDDER"]
+
+CONFIG = "config.json"
+DOMAIN = "domain.toml"
+JOURNAL = "journal.jsonl"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2-int8-per-channel"
+EventFn = Callable[[str, Mapping[str, Any]], None]
+
+
+def default_embedder() -> str:
+    return str(home_dir() / "embedders" / DEFAULT_EMBEDDER)
+
+
+@dataclass
+class Build:
+    """Everything one build process needs; `loop.run_build` drives it."""
+
+    run_dir: Path
+    run_id: str
+    domain: Domain
+    settings: RunSettings
+    caller: Caller
+    student: StudentRunner
+    student_model: str
+    embedder: Embedder
+    embedder_dir: Path | None
+    journal: Journal
+    cache: CallCache
+    pack_settings: PackSettings
+    on_event: EventFn | None = None
+    backends: Mapping[str, AsyncChat] = field(default_factory=dict)
+
+    def emit(self, name: str, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(name, data)
+
+    async def aclose(self) -> None:
+        for backend in {id(b): b for b in self.backends.values()}.values():
+            closer = getattr(backend, "aclose", None)
+            if closer is not None:
+                await closer()
+        self.journal.close()
+
+
+def init_run(run_dir: Path, domain_path: Path, *, teacher: Mapping[str, Any] | None = None,
+             loop: Mapping[str, Any] | None = None, budget: Mapping[str, Any] | None = None,
+             student: str = "", embedder: str = "", cache: Path | None = None, run_id: str | None = None) -> Path:
+    """Create a run directory (refusing one that already holds a run: resume that instead)."""
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG).exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with: edge-agent distill resume {run_dir}")
+    domain = load_domain(domain_path)
+    settings = settings_from_domain(domain.settings, Path(domain_path).name).with_overrides(
+        teacher=teacher, loop=loop, budget=budget)
+    for role in ROLES:
+        settings.endpoint(role)  # fail now, not after the first stage, if a role has no endpoint
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DOMAIN).write_text(Path(domain_path).read_text(encoding="utf-8"), encoding="utf-8")
+    config = {
+        "run_id": run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "domain_source": Path(domain_path).name,
+        "settings": json.loads(settings.model_dump_json()),
+        "student": student,
+        "embedder": embedder or default_embedder(),
+        "cache": str(cache or home_dir() / "distill" / "cache.sqlite"),
+    }
+    write_json_atomic(run_dir / CONFIG, config)
+    return run_dir
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a distill run (no {CONFIG}); start one with: edge-agent distill run")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _embedder(spec: str) -> tuple[Embedder, Path | None]:
+    if spec == "hash" or spec.startswith("hash:"):
+        dim = int(spec.split(":", 1)[1]) if ":" in spec else 64
+        return HashEmbedder(dim=dim), None
+    directory = Path(spec).expanduser()
+    if not (directory / "model.onnx").is_file():
+        raise ModelError(f"no exported embedder at {directory}; run: edge-agent models export-embedder, or pass "
+                         "--embedder DIR (or --embedder hash for a quick test)")
+    return OnnxEmbedder(directory), directory
+
+
+def _student(spec: str) -> tuple[ChatBackend, str]:
+    if spec == "echo":
+        return EchoStudent(), "echo"
+    from edge_agent.models import resolve_model, verify_model
+    from edge_agent.student import LlamaStudent
+
+    model = resolve_model(spec or None)
+    verify_model(model)
+    backend = LlamaStudent(model.path, n_ctx=model.n_ctx, chat_template=model.chat_template, name=model.name)
+    return backend, f"{model.name}@{model.sha256[:12]}"
+
+
+def open_build(run_dir: Path, *, backends: Mapping[str, AsyncChat] | None = None,
+               student: ChatBackend | None = None, embedder: Embedder | None = None,
+               loop: Mapping[str, Any] | None = None, budget: Mapping[str, Any] | None = None,
+               on_event: EventFn | None = None) -> Build:
+    """Open a run directory for (re)starting; `loop`/`budget` override its stored settings."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    domain = load_domain(run_dir / DOMAIN)
+    settings = parse_settings(config["settings"], f"{run_dir / CONFIG}").with_overrides(loop=loop, budget=budget)
+    endpoints = {role: settings.endpoint(role) for role in ROLES}
+    if backends is None:
+        backends = {role: OpenAIChat(ep) for role, ep in endpoints.items()}
+    cache = CallCache(Path(config["cache"]))
+    run_id = str(config["run_id"])
+    meter = Meter(budget=settings.budget, prices=settings.prices)
+    meter.restore(cache.spent(run_id))
+    if student is None:
+        student, student_model = _student(str(config.get("student", "")))
+    else:
+        student_model = student.name
+    emb_dir: Path | None = None
+    if embedder is None:
+        embedder, emb_dir = _embedder(str(config["embedder"]))
+    pack_settings = PackSettings(retrieval=domain.settings.get("retrieval", {}),
+                                 prompting=domain.settings.get("prompting", {}),
+                                 generation=domain.settings.get("generation", {}))
+    build = Build(run_dir=run_dir, run_id=run_id, domain=domain, settings=settings, caller=None,  # type: ignore[arg-type]
+                  student=StudentRunner(student, domain.system_prompt(), embedder, settings=pack_settings,
+                                        cache=cache, run_id=run_id, max_tokens=settings.loop.student_max_tokens,
+                                        student_id=f"student:{student_model}"),
+                  student_model=student_model, embedder=embedder, embedder_dir=emb_dir,
+                  journal=Journal(run_dir / JOURNAL), cache=cache, pack_settings=pack_settings,
+                  on_event=on_event, backends=backends)
+    build.caller = Caller(endpoints, backends, cache=cache, meter=meter, run_id=run_id,
+                          concurrency=settings.loop.concurrency, json_retries=settings.loop.json_retries,
+                          on_call=lambda role, cached: build.emit("call", role=role, cached=cached))
+    return build
