@@ -205,9 +205,11 @@ def _explain(reply: Any) -> None:
         text = (hit.strategy.compact or hit.strategy.strategy).replace("\n", " ")
         click.secho(f"  [strategy {hit.strategy.id} score {hit.score:.3f}] {text[:160]}", dim=True)
     t = reply.timings
-    click.secho(f"  [retrieval {t.get('retrieval_ms', 0):.1f} ms, first token {t.get('ttft_ms', 0):.0f} ms, "
-                f"{t.get('decode_tps', 0):.0f} tok/s, prompt {reply.usage.prompt_tokens} tok "
-                f"({reply.usage.evaluated_prompt_tokens} evaluated)]", dim=True)
+    line = f"  [retrieval {t.get('retrieval_ms', 0):.1f} ms"
+    if "ttft_ms" in t:
+        line += (f", first token {t['ttft_ms']:.0f} ms, {t.get('decode_tps', 0):.0f} tok/s, prompt "
+                 f"{reply.usage.prompt_tokens} tok ({reply.usage.evaluated_prompt_tokens} evaluated)")
+    click.secho(line + "]", dim=True)
 
 
 # --- retrieve ----------------------------------------------------------------------------------
