@@ -42,7 +42,7 @@ _COMMITMENT = re.compile(
     r"rebook|rescheduled|reschedule|credited|credit|sent|send|booked|book|applied|apply|approved|approve|"
     r"escalated|escalate|noted|updated|arranged|arrange)\b", re.IGNORECASE)
 _COMMON_CAPITALS = {"I", "I'm", "I'll", "I've", "I'd", "Thank", "Thanks", "Please", "Sorry", "Hello", "Hi",
-                    "Dear", "Yes", "No", "OK", "Okay", "Unfortunately", "However"}
+                    "Dear", "Yes", "No", "OK", "Okay", "Unfortunately", "However", "Mr", "Mrs", "Ms", "Miss", "Dr"}
 
 
 @dataclass(frozen=True)

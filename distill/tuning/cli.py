@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def tune_command(pack_path: Path | None, dev_path: Path, stage: int | None, limi
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     candidates = candidate_grid(mode_list, gens)
     setup = build_tuning(pack, model, cache_path or home_dir() / "cache" / "student-calls.sqlite")
-    with click.progressbar(length=len(items) * len(candidates), label="tuning", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=len(items) * len(candidates), label="tuning", file=sys.stderr) as bar:
         result = tune(setup.factory, items, candidates, setup.scorer, setup.rules, progress=bar.update)
     out = report_path or home_dir() / "reports" / f"tune-{pack.path.name}.json"
     table = write_report(result, out, extra={"pack": str(pack.path), "dev": str(dev_path), "model": setup.model_name,
@@ -124,7 +125,7 @@ def derive_compact_command(library: Path, out: Path | None, overwrite: bool, max
         derive = lambda text: derive_compact_llm(text, chat, max_sentences, max_tokens)  # noqa: E731
     else:
         derive = lambda text: derive_compact(text, max_sentences, max_tokens)  # noqa: E731
-    with click.progressbar(length=len(strategies), label="deriving", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=len(strategies), label="deriving", file=sys.stderr) as bar:
         filled, changed = fill_compact(strategies, derive, overwrite=overwrite, progress=bar.update)
     write_library(out or library, filled)
     click.echo(f"{changed} of {len(filled)} compact forms written to {out or library}")
