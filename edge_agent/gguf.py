@@ -10,21 +10,22 @@ from __future__ import annotations
 import enum
 import mmap
 import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .errors import ModelError
 
 __all__ = [
-    "GGUFError",
-    "GGUFType",
+    "GGUF_MAGIC",
     "GGUFArray",
-    "GGUFTensor",
+    "GGUFError",
     "GGUFInfo",
+    "GGUFTensor",
+    "GGUFType",
     "read_gguf",
     "write_gguf",
-    "GGUF_MAGIC",
 ]
 
 GGUF_MAGIC = b"GGUF"
@@ -47,6 +48,7 @@ class GGUFError(ModelError):
         self.path = path
         self.detail = detail
         self.reason = reason
+        self.fix = fix
 
 
 class GGUFType(enum.IntEnum):
@@ -329,9 +331,9 @@ def _parse(buf: mmap.mmap, path: Path, file_size: int, read_tensors: bool) -> GG
     if (kv_count + tensor_count) * 8 > file_size:
         raise GGUFError(
             path,
-            f"corrupt: the GGUF header claims {kv_count} metadata keys and {tensor_count} tensors, "
-            f"more than a {file_size}-byte file can hold",
-            "corrupt",
+            f"truncated or corrupt: the GGUF header claims {kv_count} metadata keys and {tensor_count} "
+            f"tensors, more than a {file_size}-byte file can hold",
+            "truncated",
         )
     metadata: dict[str, Any] = {}
     for i in range(kv_count):
