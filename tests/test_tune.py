@@ -149,3 +149,38 @@ def test_derive_compact_command(tmp_path: Path) -> None:
 def test_candidate_names() -> None:
     assert Candidate("adapt", {"revise": True}).name == "adapt (revise=True)"
     assert Candidate("adapt", label="x").name == "x"
+
+
+def test_tune_command_writes_best_into_pack(hash_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import distill.tuning.run as run
+    from distill.tuning.tune import make_agent_factory as real_factory
+
+    pack = load_pack(hash_pack)
+    def copier(messages: Sequence[Message]) -> str:  # repeats the exemplar when it is shown one
+        lines = messages[-1]["content"].split("\n")
+        return lines[lines.index(EXEMPLAR_NOTE) + 1] if EXEMPLAR_NOTE in lines else "hello there"
+
+    fake = CachedChat(ScriptedChat(copier), tmp_path / "calls.sqlite", "fake")
+
+    def fake_setup(p, model, cache_path, scorer=None):  # type: ignore[no-untyped-def]
+        retriever = Retriever(p.open_embedder(), p.index, p.strategies, p.vectors, RetrievalConfig(threshold=0.0, top_k=1))
+        return run.TuningSetup(real_factory(fake, p.system_prompt, retriever, GenerationConfig(), []),
+                               HashEmbedder(dim=64), [], fake, "fake", GenerationConfig())
+
+    monkeypatch.setattr(run, "build_tuning", fake_setup)
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("\n".join(json.dumps({"scenario": f"CUSTOMER: {s.scenario[10:]}", "teacher_reply": s.exemplar})
+                             for s in pack.strategies[:4]), encoding="utf-8")
+    from distill.tuning.cli import tune_command
+
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(tune_command, ["--pack", str(hash_pack), "--dev", str(dev), "--modes",
+                                               "compact,exemplar", "--repeat-penalty", "1.1", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    tuned = load_pack(hash_pack)
+    assert tuned.settings.prompting == {"mode": "exemplar", "params": {}}
+    assert tuned.settings.generation["repeat_penalty"] == 1.1
+    assert json.loads(report.read_text())["best"]["name"] == "exemplar (repeat_penalty=1.1)"
+    assert report.with_suffix(".txt").read_text().count("\n") == 5  # header, rule, 3 rows
