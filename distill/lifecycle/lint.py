@@ -28,6 +28,11 @@ __all__ = [
 ]
 
 LINT_FIELDS = ("strategy", "compact", "exemplar")
+# Guidance fields advise the agent, so a forbidden phrase inside a prohibition ("Avoid: telling them
+# to calm down") is the policy being followed; the exemplar is a reply and gets no such allowance.
+GUIDANCE_FIELDS = ("strategy", "compact")
+_PROHIBITION = re.compile(r"\b(?:avoid|never|don'?t|do not|must not|mustn'?t|should not|shouldn'?t|"
+                          r"no need to|refuse to|instead of)\b", re.IGNORECASE)
 SEVERITIES = ("error", "warning", "notice")
 
 
@@ -100,6 +105,12 @@ def _search(pattern: str, text: str) -> re.Match[str] | None:
     return re.search(pattern, text, flags=re.IGNORECASE)
 
 
+def _prohibited(text: str, match: re.Match[str]) -> bool:
+    """True when the match sits in a sentence or line that forbids it ("Avoid: ...", "never ...")."""
+    start = max(text.rfind(c, 0, match.start()) for c in ".!?\n;") + 1
+    return _PROHIBITION.search(text, start, match.start() + 1) is not None
+
+
 def lint_strategy(strategy: Strategy, rules: Sequence[PolicyRule],
                   checks: Sequence[InjectionCheck] = INJECTION_CHECKS,
                   fields: Sequence[str] = LINT_FIELDS) -> list[Flag]:
@@ -111,7 +122,7 @@ def lint_strategy(strategy: Strategy, rules: Sequence[PolicyRule],
             if rule.kind == "required_step":
                 continue
             match = _search(rule.pattern, text)
-            if match:
+            if match and not (name in GUIDANCE_FIELDS and _prohibited(text, match)):
                 severity = rule.severity if rule.severity in SEVERITIES else "error"
                 flags.append(Flag(strategy.id, name, rule.id, rule.kind, severity, _excerpt(text, match),
                                   rule.description or f"matches forbidden pattern of rule {rule.id}"))
