@@ -59,7 +59,7 @@ def test_add_derives_a_stable_id_and_records_the_author() -> None:
 ])
 def test_edit_keeps_the_id_and_appends_a_review(changes: dict, status: str | None, fields_changed: set) -> None:
     before = make_strategies(3)
-    after, item = edit_strategy(before, "t-000", changes, reviewer="ana", at=AT, status=status)
+    _after, item = edit_strategy(before, "t-000", changes, reviewer="ana", at=AT, status=status)
     assert item.id == "t-000"
     changed = {k for k in ("scenario", "compact", "status") if getattr(item, k) != getattr(before[0], k)}
     assert changed == fields_changed
@@ -87,7 +87,7 @@ def test_find_by_unique_prefix_and_errors() -> None:
 def test_remove_and_import() -> None:
     kept, removed = remove_strategies(make_strategies(4), ["t-001", "t-003"])
     assert [s.id for s in kept] == ["t-000", "t-002"] and len(removed) == 2
-    merged, added = import_strategies(kept, make_strategies(5), origin="other.jsonl", who="ana", at=AT)
+    _merged, added = import_strategies(kept, make_strategies(5), origin="other.jsonl", who="ana", at=AT)
     assert [s.id for s in added] == ["t-001", "t-003", "t-004"]
     assert all(s.source == "imported" and s.status == "pending" for s in added)
     assert added[0].provenance["imported_from"] == "other.jsonl" and added[0].provenance["original_source"] == "authored"
