@@ -197,7 +197,11 @@ def resolve_model(
     by_name = {e.name: e for e in entries}
     text = str(name_or_path)
     if isinstance(name_or_path, str) and text in by_name:
-        return locate_model(by_name[text], chat_template=chat_template)
+        entry = by_name[text]
+        if entry.kind != kind:
+            names = ", ".join(e.name for e in entries if e.kind == kind) or "(none)"
+            raise ModelError(f"'{text}' is of kind {entry.kind!r}, not {kind!r}; use one of: {names}")
+        return locate_model(entry, chat_template=chat_template)
     if isinstance(name_or_path, Path) or _looks_like_path(text):
         return _resolve_path(Path(text).expanduser(), entries, chat_template)
     names = ", ".join(e.name for e in entries if e.kind == kind) or "(none)"

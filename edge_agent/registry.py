@@ -100,7 +100,8 @@ def _bad(where: str, msg: str, user: bool) -> Exception:
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, user: bool) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise _bad(where, f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})", user)
+        allowed_keys = ", ".join(sorted(allowed))
+        raise _bad(where, f"unknown key(s) {', '.join(unknown)} (allowed: {allowed_keys})", user)
 
 
 def _typed(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, user: bool) -> Any:
@@ -164,7 +165,8 @@ def parse_registry(text: str) -> list[ModelEntry]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ModelError(f"built-in model registry is not valid TOML ({err}); re-install edge-agent") from None
+        raise ModelError(f"built-in model registry is not valid TOML ({err}); re-install edge-agent") \
+            from None
     entries: list[ModelEntry] = []
     for name, table in data.items():
         values = _common(name, table, name, user=False)

