@@ -11,15 +11,15 @@ from .schemas import ApiError
 from .worker import GenerationWorker, Job, QueueFull
 
 __all__ = [
-    "create_app",
-    "build_agent",
-    "ServeConfig",
-    "load_serve_config",
-    "is_loopback",
-    "trim_history",
-    "fit_history",
     "ApiError",
     "GenerationWorker",
     "Job",
     "QueueFull",
+    "ServeConfig",
+    "build_agent",
+    "create_app",
+    "fit_history",
+    "is_loopback",
+    "load_serve_config",
+    "trim_history",
 ]

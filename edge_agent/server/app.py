@@ -12,9 +12,10 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,11 +27,19 @@ from ..agent import Agent
 from ..files import home_dir
 from .config import ServeConfig
 from .limits import BodyLimit
-from .schemas import (ApiError, ChatRequest, chunk_body, completion_body, extension, models_body,
-                      new_completion_id, validation_error)
+from .schemas import (
+    ApiError,
+    ChatRequest,
+    chunk_body,
+    completion_body,
+    extension,
+    models_body,
+    new_completion_id,
+    validation_error,
+)
 from .worker import REQUEST_LOG, Event, GenerationWorker, Job, QueueFull
 
-__all__ = ["create_app", "build_agent"]
+__all__ = ["build_agent", "create_app"]
 
 log = logging.getLogger(__name__)
 # Extra seconds the HTTP side waits past a job's deadline for the worker to report the timeout.
@@ -200,7 +209,7 @@ async def _next(job: Job, events: asyncio.Queue[Event], request: Request | None)
                                       type="timeout_error", code="timeout"))
         try:
             return await asyncio.wait_for(events.get(), timeout=min(POLL_S, remaining))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             if request is not None and await request.is_disconnected():
                 job.cancel.set()
                 raise ClientGone() from None

@@ -7,6 +7,7 @@ Logs go to stderr: one JSON line per request on the `edge_agent.server.requests`
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,4 +81,4 @@ def serve_command(config_file: Path | None, **flags: Any) -> None:
     click.echo(f"edge-agent serve: model {agent.student.name}, pack {agent.pack.path if agent.pack else '-'}, "
                f"http://{config.host}:{config.port}/v1 ({auth})", err=True)
     uvicorn.run(app, host=config.host, port=config.port, log_config=None, log_level=config.log_level,
-                access_log=False, server_header=False, timeout_graceful_shutdown=config.shutdown_grace)
+                access_log=False, server_header=False, timeout_graceful_shutdown=math.ceil(config.shutdown_grace))

@@ -9,14 +9,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
 
-__all__ = ["ServeConfig", "load_serve_config", "is_loopback", "ENV_PREFIX", "CONFIG_ENV"]
+__all__ = ["CONFIG_ENV", "ENV_PREFIX", "ServeConfig", "is_loopback", "load_serve_config"]
 
 ENV_PREFIX = "EDGE_AGENT_"
 CONFIG_ENV = "EDGE_AGENT_SERVE_CONFIG"

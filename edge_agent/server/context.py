@@ -7,12 +7,13 @@ the student's own tokenizer, and only when a cheap upper bound says it might not
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from ..prompting import render_prompt
 from .schemas import ApiError
 
-__all__ = ["trim_history", "fit_history", "byte_bound"]
+__all__ = ["byte_bound", "fit_history", "trim_history"]
 
 History = list[dict[str, str]]
 # Chat-template tokens a message adds around its content (role markers, separators), generously.

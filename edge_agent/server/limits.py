@@ -7,7 +7,8 @@ the limit, then replays it to the app; past the limit it answers 413 without rea
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 __all__ = ["BodyLimit"]
 

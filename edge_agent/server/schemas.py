@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..agent import Reply
+from ..prompting import sanitize_customer_text
 
 __all__ = [
+    "ApiError",
     "ChatMessage",
     "ChatRequest",
-    "ApiError",
-    "validation_error",
-    "completion_body",
     "chunk_body",
+    "completion_body",
     "extension",
     "models_body",
     "new_completion_id",
+    "validation_error",
 ]
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -94,9 +96,17 @@ class ChatRequest(BaseModel):
         return value
 
     def history(self) -> list[dict[str, str]]:
-        """Plain messages for the agent; `developer` is the newer name of `system`."""
-        return [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in self.messages]
+        """Plain messages for the agent; `developer` is the newer name of `system`.
+
+        Over HTTP the client writes the assistant turns too (a widget may let the customer edit
+        them), so guidance markers are stripped from those as well as from customer turns.
+        """
+        out = []
+        for m in self.messages:
+            role = "system" if m.role == "developer" else m.role
+            text = m.text()
+            out.append({"role": role, "content": sanitize_customer_text(text) if role != "system" else text})
+        return out
 
     def reply_cap(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

@@ -13,8 +13,9 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..agent import Agent
 from ..backends import GenerationConfig
@@ -22,7 +23,7 @@ from ..errors import EdgeAgentError, ModelError
 from .context import fit_history
 from .schemas import ApiError
 
-__all__ = ["Job", "Event", "GenerationWorker", "QueueFull", "REQUEST_LOG"]
+__all__ = ["REQUEST_LOG", "Event", "GenerationWorker", "Job", "QueueFull"]
 
 log = logging.getLogger(__name__)
 REQUEST_LOG = logging.getLogger("edge_agent.server.requests")
