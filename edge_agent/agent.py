@@ -111,14 +111,17 @@ class Agent:
         model: str | None = None,
         *,
         student: ChatBackend | None = None,
-        chat_template: str | None = None,
+        chat_template: Path | str | None = None,
         n_ctx: int | None = None,
         retrieval: Mapping[str, Any] | None = None,
         prompting: Mapping[str, Any] | None = None,
         generation: Mapping[str, Any] | None = None,
         embed_threads: int | None = None,
     ) -> "Agent":
-        """Load a pack and a student (registry name, GGUF path, or a ready backend)."""
+        """Load a pack and a student (registry name, GGUF path, or a ready backend).
+
+        `chat_template` is the path of a Jinja template file, for GGUFs that lack one.
+        """
         loaded = pack if isinstance(pack, Pack) else load_pack(pack)
         settings = loaded.settings
         gen_defaults: dict[str, Any] = {}

@@ -39,15 +39,28 @@ EXTRA_OF_MODULE = {"fastapi": "server", "uvicorn": "server", "torch": "distill",
 
 
 def _load(target: str) -> click.Command:
+    """Import a lazily registered command; if it cannot be imported, a stand-in that says why."""
     module_name, attr = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         top = (exc.name or "").split(".")[0]
         if top in EXTRA_OF_MODULE:
-            raise click.ClickException(str(MissingExtraError(EXTRA_OF_MODULE[top], top))) from None
-        raise
+            message = str(MissingExtraError(EXTRA_OF_MODULE[top], top))
+        elif top in ("edge_agent", "distill"):
+            message = f"this command is not available in this install ({exc.name} is missing); reinstall edge-agent"
+        else:
+            raise
+        return _unavailable(attr, message)
     return getattr(module, attr)
+
+
+def _unavailable(name: str, message: str) -> click.Command:
+    def fail(**_: Any) -> None:
+        raise click.ClickException(message)
+
+    return click.Command(name, callback=fail, help=message, short_help="(unavailable: see --help)",
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
 class LazyGroup(click.Group):
@@ -150,9 +163,8 @@ def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool
     """
     from .agent import Agent
 
-    template = chat_template.read_text(encoding="utf-8") if chat_template else None
     agent = Agent.from_pack(
-        pack_path or default_pack(), model, chat_template=template,
+        pack_path or default_pack(), model, chat_template=chat_template,
         retrieval=_parse_overrides(retrieval_set),
         prompting={"mode": mode} if mode else None,
         generation={"max_tokens": max_tokens, "temperature": temperature},

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from .cli import LazyGroup
 from .errors import EdgeAgentError
 from .models import ModelEntry, add_model, list_models, locate_model, package_installed, verify_model
 
@@ -42,7 +43,7 @@ def _human_size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-@click.group("models")
+@click.group("models", cls=LazyGroup, lazy={"export-embedder": "distill.cli_export:export_embedder_command"})
 def models_group() -> None:
     """List, verify and register models (GGUF students and embedders).
 
