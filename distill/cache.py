@@ -57,8 +57,9 @@ class CallCache:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30.0, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed row survives a power cut as well as a kill -9.
-        self._db.execute("PRAGMA synchronous=FULL")
+        # NORMAL with WAL: a committed row survives kill -9 (the OS has it); only a power cut
+        # may lose the last few, and those calls are then paid again.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def get(self, key: str) -> CachedCall | None:

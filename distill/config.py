@@ -159,6 +159,8 @@ class RunSettings(_Strict):
 def _error_line(where: str, exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"{where}: unknown key {loc}; check its spelling against the documented settings")
     return ConfigError(f"{where}: {loc}: {first['msg']}; fix that value")
 
 

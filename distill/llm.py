@@ -51,6 +51,15 @@ def response_format(endpoint: Endpoint, model: type[BaseModel] | None) -> dict[s
     return {"type": "json_object", "schema": schema}  # "grammar": llama.cpp's schema-constrained JSON
 
 
+def _parse(out: CallResult, model: type[M]) -> M:
+    try:
+        return parse_output(out.text, model)
+    except MalformedOutput:
+        if out.finish_reason == "length":
+            raise MalformedOutput("the reply was cut off at max_tokens (truncated)") from None
+        raise
+
+
 class Caller:
     """Routes each role to its backend; shares one cache, one meter and one concurrency limit."""
 
@@ -65,6 +74,8 @@ class Caller:
         self.json_retries = json_retries
         self.on_call = on_call
         self._limit = asyncio.Semaphore(concurrency)
+        # Identical requests in flight at once share one paid call.
+        self._inflight: dict[str, asyncio.Future[CallResult]] = {}
 
     async def _call(self, role: str, messages: Sequence[Mapping[str, str]],
                     fmt: Mapping[str, Any] | None) -> CallResult:
@@ -81,17 +92,39 @@ class Caller:
                 r = hit.response
                 return CallResult(text=r["text"], usage=Usage(r.get("prompt_tokens", 0), r.get("completion_tokens", 0)),
                                   finish_reason=r.get("finish_reason", "stop"), cached=True)
+        shared = self._inflight.get(key)
+        if shared is not None:
+            first = await asyncio.shield(shared)
+            self.meter.record_hit(ep.model)
+            return CallResult(text=first.text, usage=first.usage, finish_reason=first.finish_reason, cached=True)
+        future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
+        self._inflight[key] = future
+        try:
+            out = await self._paid(role, ep, key, request)
+        except Exception as exc:
+            future.set_exception(exc)
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(out)
+        return out
+
+    async def _paid(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> CallResult:
         async with self._limit:
             self.meter.check()
             result: ChatResult = await self.backends[role].complete(request)
             # Stored before the slot is released: a call that returned is never paid for twice.
             if self.cache is not None:
-                self.cache.put(key, ep.model, {"messages": request.messages, **request.params()},
-                               {"text": result.text, "finish_reason": result.finish_reason,
-                                "prompt_tokens": result.usage.prompt_tokens,
-                                "completion_tokens": result.usage.completion_tokens},
-                               run_id=self.run_id, paid=True, prompt_tokens=result.usage.prompt_tokens,
-                               completion_tokens=result.usage.completion_tokens)
+                await asyncio.to_thread(
+                    self.cache.put, key, ep.model, {"messages": request.messages, **request.params()},
+                    {"text": result.text, "finish_reason": result.finish_reason,
+                     "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
+                    run_id=self.run_id, paid=True, prompt_tokens=result.usage.prompt_tokens,
+                    completion_tokens=result.usage.completion_tokens)
             self.meter.record_paid(ep.model, result.usage.prompt_tokens, result.usage.completion_tokens)
         if self.on_call:
             self.on_call(role, False)
@@ -109,14 +142,7 @@ class Caller:
         for attempt in range(self.json_retries + 1):
             out = await self._call(role, current, fmt)
             try:
-                if out.finish_reason == "length":
-                    parsed = None
-                    try:
-                        parsed = parse_output(out.text, model)
-                    except MalformedOutput:
-                        raise MalformedOutput("the reply was cut off at max_tokens (truncated)") from None
-                    return parsed
-                return parse_output(out.text, model)
+                return _parse(out, model)
             except MalformedOutput as exc:
                 reason = str(exc)
                 log.info("%s: malformed %s (attempt %d): %s", role, model.__name__, attempt + 1, reason)

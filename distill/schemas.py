@@ -120,6 +120,8 @@ def parse_output(text: str, model: type[M]) -> M:
             reason = f"field {loc}: {first['msg']}"
     if not text.strip():
         reason = "empty reply"
+    elif "{" not in text:
+        reason = "no JSON object found"
     raise MalformedOutput(reason)
 
 

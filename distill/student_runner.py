@@ -90,6 +90,10 @@ class StudentRunner:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            hit = self.cache.get(key) if self.cache is not None else None
+            if hit is not None:  # the same prompt was generated while this one waited for the model
+                self.cache_hits += 1
+                return str(hit.response["text"])
             result = await asyncio.to_thread(self.backend.chat, messages, self.generation)
         self.calls += 1
         if self.cache is not None:

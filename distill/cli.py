@@ -1,0 +1,251 @@
+"""`edge-agent distill`: build a strategy library with a teacher, resume it, or estimate its cost.
+
+A thin click layer over `distill.rundir` and `distill.loop`; progress is drawn with rich on a
+terminal (calls, tokens, cost and cache hits live), and `--json` prints the run report instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import click
+
+from edge_agent.cli import LazyGroup
+from edge_agent.domain import load_domain
+
+from .config import settings_from_domain
+
+__all__ = ["distill_group"]
+
+
+def _floats(text: str | None) -> tuple[float, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
+
+
+def _ints(text: str | None) -> tuple[int, ...] | None:
+    values = _floats(text)
+    return tuple(int(v) for v in values) if values else None
+
+
+class _Progress:
+    """Rich progress bars fed by build events; counts read from the run's meter."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.build: Any = None
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def __enter__(self) -> "_Progress":
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=False)
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def _info(self) -> str:
+        if self.build is None:
+            return ""
+        t = self.build.caller.meter.total
+        return (f"calls {t.calls}  tokens {t.prompt_tokens + t.completion_tokens}  ${t.cost:.4f}  "
+                f"cache hits {t.cache_hits}  student {self.build.student.calls}")
+
+    def __call__(self, name: str, data: Mapping[str, Any]) -> None:
+        if self.progress is None:
+            return
+        stage = data.get("stage")
+        if name == "stage":
+            self.counts = {"rollout": 0, "scenario": 0}
+            self.tasks["rollout"] = self.progress.add_task(f"stage {stage} rollouts", total=data["customers"],
+                                                           info=f"p={data['p']}, library {data['library']}")
+        elif name == "rollout":
+            self.counts["rollout"] += 1
+            self.progress.update(self.tasks["rollout"], completed=self.counts["rollout"], info=self._info())
+        elif name == "scenarios":
+            self.tasks["scenario"] = self.progress.add_task(f"stage {stage} scenarios", total=data["total"], info="")
+        elif name == "scenario":
+            self.counts["scenario"] += 1
+            self.progress.update(self.tasks["scenario"], completed=self.counts["scenario"], info=self._info())
+
+
+def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str, Any], budget: Mapping[str, Any]) -> None:
+    from .loop import run_build
+    from .rundir import open_build
+
+    progress = _Progress(enabled=not as_json and not no_progress and sys.stderr.isatty())
+    build = open_build(run_dir, loop=loop, budget=budget, on_event=progress)
+    progress.build = build
+
+    async def main() -> dict[str, Any]:
+        try:
+            return await run_build(build)
+        finally:
+            await build.aclose()
+
+    with progress:
+        report = asyncio.run(main())
+    if as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        _summary(report)
+    if report["status"] != "finished":
+        click.secho(f"stopped: {report['reason']}", fg="yellow", err=True)
+        sys.exit(3)
+
+
+def _summary(report: Mapping[str, Any]) -> None:
+    click.echo(f"run {report['run_id']}: {report['status']}, {report['strategies']} strategies")
+    for s in report["stages"]:
+        click.echo(f"  stage {s['stage']} (p={s['p_teacher']}): {s['rollouts']} rollouts, {s['ok']}/{s['scenarios']} "
+                   f"scenarios ok, first score {s['mean_first_score']}, best {s['mean_best_score']}, "
+                   f"{len(s['generated'])} situations generated")
+    click.echo(f"{'model':28} {'calls':>7} {'prompt tok':>11} {'compl tok':>10} {'cost $':>9} {'cache hits':>10}")
+    for model, u in report["usage"]["by_model"].items():
+        click.echo(f"{model[:28]:28} {u['calls']:7} {u['prompt_tokens']:11} {u['completion_tokens']:10} "
+                   f"{u['cost']:9.4f} {u['cache_hits']:10}")
+    if report["unpriced_models"]:
+        click.echo(f"(no price set for {', '.join(report['unpriced_models'])}; cost counted as 0)")
+    if report.get("pack"):
+        click.echo(f"library: {Path(report['pack']).parent / 'library' / 'library.jsonl'}")
+        click.echo(f"pack:    {report['pack']}   try: edge-agent chat --pack {report['pack']}")
+
+
+_LOOP_OPTIONS = [
+    click.option("--stages", default=None, help="Teacher probability per stage, e.g. 1.0,0.6,0.3."),
+    click.option("--cut-turns", default=None, help="Cut conversations after these customer turns, e.g. 1,2,3,4."),
+    click.option("--rounds", type=click.IntRange(1, 20), default=None, help="Improvement rounds per scenario (max)."),
+    click.option("--personas", type=click.IntRange(1), default=None, help="Use N personas per situation (seeded)."),
+    click.option("--scenarios", type=click.IntRange(1), default=None, help="At most N scenarios per stage."),
+    click.option("--max-turns", type=click.IntRange(1, 40), default=None, help="Customer turn cap per rollout."),
+    click.option("--seed", type=int, default=None),
+]
+_RUN_OPTIONS = [
+    click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Teacher calls in flight."),
+    click.option("--max-calls", type=click.IntRange(0), default=None, help="Stop after N paid calls."),
+    click.option("--max-tokens", "max_total_tokens", type=click.IntRange(0), default=None,
+                 help="Stop after N paid tokens."),
+    click.option("--max-cost", type=click.FloatRange(0), default=None, help="Stop after this many US dollars."),
+    click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON."),
+    click.option("--no-progress", is_flag=True, help="No progress bars."),
+]
+
+
+def _apply(options: list[Any]) -> Any:
+    def wrap(fn: Any) -> Any:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+    return wrap
+
+
+def _loop_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
+    return {"stages": _floats(kw.get("stages")), "cut_turns": _ints(kw.get("cut_turns")), "rounds": kw.get("rounds"),
+            "personas": kw.get("personas"), "scenarios_per_stage": kw.get("scenarios"),
+            "max_customer_turns": kw.get("max_turns"), "seed": kw.get("seed"), "concurrency": kw.get("concurrency")}
+
+
+def _budget_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
+    return {"max_calls": kw.get("max_calls"), "max_tokens": kw.get("max_total_tokens"), "max_cost": kw.get("max_cost")}
+
+
+@click.group("distill", cls=LazyGroup, lazy={"derive-compact": "distill.tuning.cli:derive_compact_command"})
+def distill_group() -> None:
+    """Build a strategy library with a teacher model (any OpenAI-compatible endpoint).
+
+    \b
+    Examples:
+      edge-agent distill estimate --domain distill/domains/airline.toml --teacher-model gpt-4o
+      edge-agent distill run --domain distill/domains/airline.toml --out runs/air \\
+          --teacher-url http://127.0.0.1:8080/v1 --teacher-model local
+      edge-agent distill resume runs/air
+    """
+
+
+@distill_group.command("run")
+@click.option("--domain", "domain_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory (journal, library, report and pack go here).")
+@click.option("--teacher-url", envvar="EDGE_AGENT_TEACHER_URL", show_envvar=True, default=None,
+              help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")
+@click.option("--teacher-model", envvar="EDGE_AGENT_TEACHER_MODEL", show_envvar=True, default=None)
+@click.option("--api-key-env", default=None, help="Name of the environment variable holding the API key.")
+@click.option("--student", default="", help="Student: registry name or GGUF path (default: the registry default).")
+@click.option("--embedder", default="", help="Exported ONNX embedder directory, or 'hash' for a quick test.")
+@click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Call cache (SQLite; default: $EDGE_AGENT_HOME/distill/cache.sqlite).")
+@_apply(_LOOP_OPTIONS + _RUN_OPTIONS)
+def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teacher_model: str | None,
+                api_key_env: str | None, student: str, embedder: str, cache: Path | None, **kw: Any) -> None:
+    """Start a build. Ctrl-C or a crash loses nothing: continue with `distill resume RUN_DIR`.
+
+    \b
+    Example:
+      export OPENAI_API_KEY=...
+      edge-agent distill run --domain desk.toml --out runs/desk --teacher-url https://api.example/v1 \\
+          --teacher-model big-model --api-key-env OPENAI_API_KEY --max-cost 5
+    """
+    from .rundir import init_run
+
+    init_run(run_dir, domain_path, teacher={"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env},
+             loop=_loop_overrides(kw), budget=_budget_overrides(kw), student=student, embedder=embedder, cache=cache)
+    _execute(run_dir, kw["as_json"], kw["no_progress"], {}, {})
+
+
+@distill_group.command("resume")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_apply(_RUN_OPTIONS)
+def resume_command(run_dir: Path, **kw: Any) -> None:
+    """Continue a stopped or crashed build; finished work and paid calls are not repeated.
+
+    \b
+    Example:
+      edge-agent distill resume runs/desk --max-cost 10
+    """
+    loop = {"concurrency": kw.get("concurrency")}
+    _execute(run_dir, kw["as_json"], kw["no_progress"], loop, _budget_overrides(kw))
+
+
+@distill_group.command("estimate")
+@click.option("--domain", "domain_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--teacher-model", envvar="EDGE_AGENT_TEACHER_MODEL", default=None, help="Model name (for prices).")
+@click.option("--json", "as_json", is_flag=True)
+@_apply(_LOOP_OPTIONS)
+def estimate_command(domain_path: Path, teacher_model: str | None, as_json: bool, **kw: Any) -> None:
+    """Print expected and worst-case calls, tokens and cost before a run.
+
+    \b
+    Example:
+      edge-agent distill estimate --domain distill/domains/airline.toml --teacher-model gpt-4o --personas 8
+    """
+    from .estimate import estimate_run, format_estimate
+
+    domain = load_domain(domain_path)
+    settings = settings_from_domain(domain.settings, domain_path.name)
+    teacher: dict[str, Any] = {"model": teacher_model}
+    if not settings.roles.get("teacher") or not settings.roles["teacher"].base_url:
+        teacher["base_url"] = "http://127.0.0.1/v1"  # not contacted; only the arithmetic needs a role
+    settings = settings.with_overrides(teacher=teacher, loop=_loop_overrides(kw))
+    if not teacher_model and not (settings.roles.get("teacher") and settings.roles["teacher"].model):
+        raise click.BadParameter("pass --teacher-model (prices are looked up by model name)")
+    expected, worst = estimate_run(domain, settings), estimate_run(domain, settings, worst_case=True)
+    if as_json:
+        click.echo(json.dumps({"expected": [r.to_json() for r in expected], "max": [r.to_json() for r in worst]},
+                              indent=2))
+    else:
+        click.echo(format_estimate(expected, worst, set(settings.prices)))
