@@ -153,7 +153,7 @@ def render_html(data: Mapping[str, Any], summary: Mapping[str, Any] | None = Non
     figs = "\n".join(f"<figure id='{k}'>{svg}</figure>" for k, svg in figures.items())
     s = data.get("settings", {})
     stopped = f"<p class='bad'>Stopped early: {e(data['stopped'])}</p>" if data.get("stopped") else ""
-    meta = e(json.dumps({"mode": data.get("mode"), "settings": s, "meta": data.get("meta", {})}, indent=1))
+    meta = e(json.dumps({"mode": data.get("mode"), "settings": s, "meta": data.get("meta", {})}, indent=1, sort_keys=True))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edge-agent evaluation</title>
 <style>{_CSS}</style></head><body>
