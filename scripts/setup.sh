@@ -40,3 +40,13 @@ echo "==> exporting the ONNX embedder (cached after the first run)"
 "$VENV/bin/edge-agent" models export-embedder
 echo "==> building the demo pack"
 "$VENV/bin/edge-agent" pack build
+
+# --- optional: headless Chromium for the evaluation report's render test (tests/test_eval_browser.py) ---
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing chromium (optional: renders the evaluation report in tests)"
+    apt-get install -y chromium || echo "warning: chromium was not installed; tests/test_eval_browser.py will fail" >&2
+  else
+    echo "note: no chromium and no apt-get; install Chromium to run tests/test_eval_browser.py" >&2
+  fi
+fi
