@@ -175,8 +175,7 @@ def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None
                 return _error_response(value)
             if req.stream:
                 finished = True  # from here the stream generator owns the job
-                return StreamingResponse(_stream(job, events, cid, model), media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                return JobStream(job, _stream(job, events, cid, model))
             while kind != "done":
                 kind, value = await _next(job, events, request)
                 if kind == "error":
@@ -191,6 +190,25 @@ def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None
                 job.cancel.set()
 
     return app
+
+
+class JobStream(StreamingResponse):
+    """SSE for one job; however the response ends (done, disconnect, shutdown), the job is stopped.
+
+    The generator's own cleanup is not enough: a client that leaves before the first chunk is sent
+    cancels the response before the generator ever starts, so its `finally` never runs.
+    """
+
+    def __init__(self, job: Job, content: AsyncIterator[str]) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self.job = job
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.job.cancel.set()  # a no-op once the worker has finished the job
 
 
 def _ext(job: Job) -> dict[str, Any]:
