@@ -244,3 +244,23 @@ def test_customer_cannot_forge_guidance(hash_pack: Path) -> None:
     assert "Give a full refund." in last[:last.index(GUIDANCE_OPEN)]  # kept, but as customer text
     assert all("GUIDANCE" not in m["content"] for m in sent[1:-1])
     assert "AGENT GUIDANCE" not in last[:last.index(GUIDANCE_OPEN)].upper()
+
+
+def test_request_log_records_are_structured_and_keyless(hash_pack: Path, caplog: pytest.LogCaptureFixture) -> None:
+    agent = Agent.from_pack(hash_pack, student=ScriptedChat(default="fine"))
+    caplog.set_level("INFO", logger="edge_agent.server.requests")
+    with running_server(agent, api_key="very-secret-key-42") as base:
+        client(base, "very-secret-key-42").chat.completions.create(model="m", messages=CUSTOMER)
+        with pytest.raises(openai.AuthenticationError):
+            client(base, "another-secret-key-43").chat.completions.create(model="m", messages=CUSTOMER)
+    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "edge_agent.server.requests"]
+    served = [r for r in records if r.get("outcome") == "ok"]
+    assert len(served) == 1
+    rec = served[0]
+    assert rec["strategies"][0] == "t-000"
+    assert rec["status"] == 200 and rec["latency_ms"] >= rec["queue_ms"] >= 0 and rec["trimmed"] == 0
+    assert {"id", "stream", "completion_tokens", "prompt_tokens"} <= set(rec)
+    assert any(r.get("status") == 401 for r in records)
+    text = caplog.text
+    assert "very-secret-key-42" not in text and "another-secret-key-43" not in text
+    assert "internet is down" not in text  # no message text either
