@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -54,10 +55,10 @@ def _judge(messages: Sequence[Mapping[str, str]]) -> str:
 
 
 def _parts(domain: Domain, **kw: Any) -> EvalParts:
-    base: dict[str, Any] = dict(domain=domain, simulator=ScriptedChat(_customer, name="sim"),
-                                teacher=ScriptedChat(default=GOOD, name="teacher"),
-                                judge=ScriptedChat(_judge, name="judge"), embedder=HashEmbedder(dim=64),
-                                load_student=_students)
+    base: dict[str, Any] = {"domain": domain, "simulator": ScriptedChat(_customer, name="sim"),
+                                "teacher": ScriptedChat(default=GOOD, name="teacher"),
+                                "judge": ScriptedChat(_judge, name="judge"), "embedder": HashEmbedder(dim=64),
+                                "load_student": _students}
     base.update(kw)
     return EvalParts(**base)
 

@@ -110,7 +110,7 @@ def _role_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--budget-calls", type=click.IntRange(0), default=None, help="Stop after this many paid calls.")
 @click.option("--budget-tokens", type=click.IntRange(0), default=None, help="Stop after this many paid tokens.")
 @click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None,
-              help="Call cache (default: <home>/cache/llm-calls.sqlite).")
+              help="Call cache shared with distill (default: $EDGE_AGENT_HOME/distill/cache.sqlite).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the call cache.")
 @click.option("--embedder", "embedder_dir", type=click.Path(path_type=Path), default=None,
               help="ONNX embedder for the offline metric (default: the pack's, else the exported one).")

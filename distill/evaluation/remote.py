@@ -27,7 +27,7 @@ __all__ = ["RoleChat", "default_cache_path", "make_endpoint", "make_role"]
 
 
 def default_cache_path() -> Path:
-    return home_dir() / "cache" / "llm-calls.sqlite"
+    return home_dir() / "distill" / "cache.sqlite"  # the same file `edge-agent distill` uses
 
 
 class RoleChat:
