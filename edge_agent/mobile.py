@@ -28,6 +28,7 @@ __all__ = [
     "MobileBundle",
     "decode_vectors",
     "encode_vectors",
+    "same_ranking",
     "top_k",
 ]
 
@@ -79,6 +80,18 @@ def top_k(vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, n
     k = min(k, scores.shape[0])
     order = np.lexsort((np.arange(scores.shape[0]), -scores))[:k]
     return scores[order], order.astype(np.int64)
+
+
+def same_ranking(scores: np.ndarray, expected: np.ndarray, got: np.ndarray, tol: float = 1e-3) -> bool:
+    """Whether two rankings agree, allowing swaps between rows whose exact scores are within `tol`.
+
+    `scores` are the exact float32 scores of one query against every row; float16 rounding may
+    reorder near-ties, which this accepts. Use it to check a port of the search against this one.
+    """
+    if len(expected) != len(got):
+        return False
+    return all(int(a) == int(b) or abs(float(scores[int(a)]) - float(scores[int(b)])) <= tol
+               for a, b in zip(expected, got))
 
 
 @dataclass
