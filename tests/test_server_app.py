@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from edge_agent.agent import Agent
-from edge_agent.backends import ScriptedChat
+from edge_agent.backends import GenerationConfig, ScriptedChat
 from edge_agent.embedder import HashEmbedder
 from edge_agent.pack import build_pack
 from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN
@@ -264,3 +264,16 @@ def test_request_log_records_are_structured_and_keyless(hash_pack: Path, caplog:
     text = caplog.text
     assert "very-secret-key-42" not in text and "another-secret-key-43" not in text
     assert "internet is down" not in text  # no message text either
+
+
+def test_client_settings_reach_the_student_and_stops_add_up() -> None:
+    fake = ScriptedChat(default="ok")
+    agent = Agent(fake, system_prompt="You help.", generation=GenerationConfig(max_tokens=99, stop=("CUSTOMER:",)))
+    with running_server(agent) as base:
+        client(base).chat.completions.create(model="m", messages=CUSTOMER, stop="END", max_tokens=7,
+                                             temperature=0.5, seed=3)
+        client(base).chat.completions.create(model="m", messages=CUSTOMER)
+    first, second = fake.configs
+    assert first is not None and second is not None
+    assert (first.stop, first.max_tokens, first.temperature, first.seed) == (("CUSTOMER:", "END"), 7, 0.5, 3)
+    assert (second.stop, second.max_tokens) == (("CUSTOMER:",), 99)

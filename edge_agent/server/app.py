@@ -147,7 +147,9 @@ def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None
             param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
             raise ApiError(400, f"{param} {cap} is above this server's limit of {config.max_tokens_limit}; "
                                 "ask for fewer", param=param, code="max_tokens_too_large")
-        stop = [req.stop] if isinstance(req.stop, str) else req.stop
+        extra_stop = [req.stop] if isinstance(req.stop, str) else (req.stop or [])
+        # a client's stop sequences add to the model's own (which keep the student from role-playing)
+        stop = list(dict.fromkeys([*agent.generation.stop, *(s for s in extra_stop if s)])) if extra_stop else None
         generation = agent.generation.merged(max_tokens=cap or config.default_max_tokens,
                                              temperature=req.temperature, top_p=req.top_p, stop=stop, seed=req.seed)
         cid = new_completion_id()
