@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from distill.evaluation.cases import CaseSelection, select_cases
+from distill.evaluation.conditions import parse_condition
 from distill.evaluation.report import write_report
 from distill.evaluation.runner import EvalSettings, run_online
 from edge_agent.cli import demo_dir
 from edge_agent.domain import load_domain
+from edge_agent.pack import load_pack
 
 from .test_eval_runner import CONDS, _parts
 
@@ -33,11 +35,13 @@ def _flags(profile: Path) -> list[str]:
             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"]
 
 
-def test_report_renders_with_plots(tmp_path: Path) -> None:
+def test_report_renders_with_plots(tmp_path: Path, hash_pack: Path) -> None:
     browser = _chromium()
     domain = load_domain(demo_dir() / "domain.toml")
     cases = select_cases(domain, CaseSelection(personas=4, seed=1))
-    data = run_online(cases, _parts(domain), EvalSettings(conditions=CONDS, max_turns=2)).to_json()
+    conds = (*CONDS, parse_condition("pack", model="good"))
+    data = run_online(cases, _parts(domain, pack=load_pack(hash_pack)),
+                      EvalSettings(conditions=conds, max_turns=2)).to_json()
     _, page = write_report(data, tmp_path / "out")
     url = page.resolve().as_uri()
 
