@@ -335,12 +335,15 @@ def build_pack(
     build: Mapping[str, Any] | None = None,
     reuse: Pack | None = None,
     approved_only: bool = False,
-    batch_size: int = 32,
+    batch_size: int = 1,
 ) -> "BuildReport":
     """Embed the strategies' scenarios and write a pack.
 
     With `reuse`, rows whose index text and embedder are unchanged take their vector from that
     pack instead of being embedded again (incremental rebuild).
+    Texts are embedded one at a time by default: the int8 ONNX embedder quantizes activations per
+    batch, so a row's vector would depend on its batch mates (cosine ~0.99), and an incremental
+    rebuild would differ from a full one and from how queries are embedded on the device.
     """
     items = [s for s in strategies if s.status == "approved"] if approved_only else list(strategies)
     if not items:
