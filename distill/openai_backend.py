@@ -61,15 +61,30 @@ def _api_key(endpoint: Endpoint) -> str:
 class OpenAIChat:
     """One role's endpoint through `openai.AsyncOpenAI` (pass `http_client` to mock the transport)."""
 
-    def __init__(self, endpoint: Endpoint, http_client: Any = None) -> None:
+    def __init__(self, endpoint: Endpoint, http_client: Any = None, client: Any = None) -> None:
         import openai
+        from openai.types.chat import ChatCompletion
 
         self.endpoint = endpoint
         self.name = endpoint.model
         self._openai = openai
-        self.client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=_api_key(endpoint),
-                                         max_retries=endpoint.max_retries, timeout=endpoint.timeout_s,
-                                         http_client=http_client)
+        self._completion = ChatCompletion
+        self.client = client or openai.AsyncOpenAI(
+            base_url=endpoint.base_url, api_key=_api_key(endpoint), max_retries=endpoint.max_retries,
+            timeout=endpoint.timeout_s, http_client=http_client)
+        self._owns_client = client is None
+
+    @classmethod
+    def for_roles(cls, endpoints: Mapping[str, Endpoint]) -> dict[str, "OpenAIChat"]:
+        """One backend per role; roles with the same server, key, timeout and retries share a client."""
+        shared: dict[tuple[Any, ...], OpenAIChat] = {}
+        out: dict[str, OpenAIChat] = {}
+        for role, ep in endpoints.items():
+            key = (ep.base_url, ep.api_key_env, ep.timeout_s, ep.max_retries)
+            first = shared.get(key)
+            out[role] = cls(ep, client=first.client if first else None)
+            shared.setdefault(key, out[role])
+        return out
 
     def _fail(self, exc: Exception) -> BackendError:
         o, ep = self._openai, self.endpoint
@@ -104,7 +119,9 @@ class OpenAIChat:
         if request.seed is not None:
             kwargs["seed"] = request.seed
         try:
-            response = await self.client.chat.completions.create(**kwargs)
+            # The client's low-level `post` keeps its retries and timeouts but skips re-validating
+            # the already plain-JSON messages, which costs ~10 ms of CPU per call in `create`.
+            response = await self.client.post("/chat/completions", body=kwargs, cast_to=self._completion)
         except self._openai.OpenAIError as exc:
             raise self._fail(exc) from None
         if not getattr(response, "choices", None):
@@ -120,7 +137,8 @@ class OpenAIChat:
         )
 
     async def aclose(self) -> None:
-        await self.client.close()
+        if self._owns_client:
+            await self.client.close()
 
 
 class ScriptedAsyncChat:

@@ -142,7 +142,7 @@ def open_build(run_dir: Path, *, backends: Mapping[str, AsyncChat] | None = None
     settings = parse_settings(config["settings"], f"{run_dir / CONFIG}").with_overrides(loop=loop, budget=budget)
     endpoints = {role: settings.endpoint(role) for role in ROLES}
     if backends is None:
-        backends = {role: OpenAIChat(ep) for role, ep in endpoints.items()}
+        backends = OpenAIChat.for_roles(endpoints)
     cache = CallCache(Path(config["cache"]))
     run_id = str(config["run_id"])
     meter = Meter(budget=settings.budget, prices=settings.prices)

@@ -107,12 +107,13 @@ class LoopbackTeacher:
     """An OpenAI-compatible `/v1/chat/completions` on 127.0.0.1 answering with `fake_teacher_reply`.
 
     `faults(n, body)` may return a fault for the n-th request (1-based); `before_reply(n)` runs
-    before each answer (tests use it to kill a client at a chosen call). `delivered` counts, per
+    before each answer; when it returns True the request is dropped unanswered (tests use it to
+    kill a client at a chosen call). `delivered` counts, per
     request body hash, the answers fully written back: a count above 1 is a repeated paid call.
     """
 
     def __init__(self, latency_s: float = 0.0, *, faults: Callable[[int, dict[str, Any]], Fault | None] | None = None,
-                 before_reply: Callable[[int], None] | None = None, timeout_sleep_s: float = 2.0,
+                 before_reply: Callable[[int], bool] | None = None, timeout_sleep_s: float = 2.0,
                  reply: Callable[[Sequence[Mapping[str, str]]], str] = fake_teacher_reply) -> None:
         self.latency_s = latency_s
         self.faults = faults
@@ -124,6 +125,8 @@ class LoopbackTeacher:
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        # Clients killed or timed out mid-request are expected here; don't print their tracebacks.
+        self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -178,8 +181,9 @@ class LoopbackTeacher:
                     outer.requests += 1
                     n = outer.requests
                 fault = outer.faults(n, body) if outer.faults else None
-                if outer.before_reply:
-                    outer.before_reply(n)
+                if outer.before_reply and outer.before_reply(n):
+                    self.close_connection = True  # the hook killed the client: nothing is delivered
+                    return
                 if outer.latency_s:
                     time.sleep(outer.latency_s)
                 if fault in ("429", "500"):
