@@ -144,7 +144,7 @@ def test_onnx_incremental_rebuild_equals_full_rebuild(tmp_path: Path, onnx_embed
     from edge_agent.embedder import OnnxEmbedder
 
     items = read_library(demo_dir() / "library.jsonl")[:12]
-    build = lambda out, lib, reuse=None: rebuild_pack(  # noqa: E731
+    build = lambda out, lib, reuse=None: rebuild_pack(
         tmp_path / out, lib, OnnxEmbedder(onnx_embedder_dir), embedder_dir=onnx_embedder_dir, domain=DOMAIN,
         settings=SETTINGS, reuse=load_pack(tmp_path / reuse, use_faiss=False) if reuse else None)
     build("a", items)

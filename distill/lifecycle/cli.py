@@ -133,9 +133,11 @@ def search_command(source: Path, query: str, by: str, top_k: int, threshold: flo
       edge-agent library search ~/.edge-agent/packs/demo "my router blinks orange" --by retrieval
     """
     lib = open_library(source)
+    found: list[tuple[float | None, Strategy]]
     if by == "text":
         words = query.lower().split()
-        found = [(None, s) for s in lib.strategies
+        none: float | None = None
+        found = [(none, s) for s in lib.strategies
                  if all(w in " ".join((s.id, s.scenario, s.strategy, s.compact, s.exemplar, *s.tags)).lower()
                         for w in words)][:top_k]
     else:
