@@ -185,13 +185,18 @@ def distill_group() -> None:
               help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")
 @click.option("--teacher-model", envvar="EDGE_AGENT_TEACHER_MODEL", show_envvar=True, default=None)
 @click.option("--api-key-env", default=None, help="Name of the environment variable holding the API key.")
+@click.option("--json-mode", type=click.Choice(["off", "object", "schema", "grammar"]), default=None,
+              help="How JSON is requested: object (json_object), schema (json_schema), grammar (llama.cpp "
+                   "schema-constrained), off (prompt only).")
+@click.option("--student-max-tokens", type=click.IntRange(1, 4096), default=None, help="Student reply cap.")
 @click.option("--student", default="", help="Student: registry name or GGUF path (default: the registry default).")
 @click.option("--embedder", default="", help="Exported ONNX embedder directory, or 'hash' for a quick test.")
 @click.option("--cache", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Call cache (SQLite; default: $EDGE_AGENT_HOME/distill/cache.sqlite).")
 @_apply(_LOOP_OPTIONS + _RUN_OPTIONS)
 def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teacher_model: str | None,
-                api_key_env: str | None, student: str, embedder: str, cache: Path | None, **kw: Any) -> None:
+                api_key_env: str | None, json_mode: str | None, student_max_tokens: int | None, student: str,
+                embedder: str, cache: Path | None, **kw: Any) -> None:
     """Start a build. Ctrl-C or a crash loses nothing: continue with `distill resume RUN_DIR`.
 
     \b
@@ -202,8 +207,9 @@ def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teach
     """
     from .rundir import init_run
 
-    init_run(run_dir, domain_path, teacher={"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env},
-             loop=_loop_overrides(kw), budget=_budget_overrides(kw), student=student, embedder=embedder, cache=cache)
+    init_run(run_dir, domain_path, teacher={"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env,
+                                            "json_mode": json_mode},
+             loop={**_loop_overrides(kw), "student_max_tokens": student_max_tokens}, budget=_budget_overrides(kw), student=student, embedder=embedder, cache=cache)
     _execute(run_dir, kw["as_json"], kw["no_progress"], {}, {})
 
 

@@ -1,0 +1,104 @@
+"""End to end: a tiny build against a real llama.cpp OpenAI-compatible server on 127.0.0.1.
+
+The SmolLM2 GGUF is teacher, writer, judge and customer (schema-constrained JSON) and the real
+student; 2 personas, 1 stage, 2 scenarios, 2 rounds. The resulting pack is then loaded by the
+device runtime, which answers a turn.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from distill.cli import distill_group
+from edge_agent.agent import Agent
+from edge_agent.library import read_library
+
+pytestmark = pytest.mark.server
+AIRLINE = Path(__file__).resolve().parents[1] / "distill" / "domains" / "airline.toml"
+SMALL_ROLES = """
+[roles.teacher]
+max_tokens = 48
+timeout_s = 180
+max_retries = 1
+[roles.writer]
+max_tokens = 220
+[roles.merger]
+max_tokens = 220
+[roles.judge]
+max_tokens = 40
+[roles.customer]
+max_tokens = 40
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from edge_agent.models import resolve_model
+
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("llama") / "server.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model(None).path),
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"llama_cpp.server did not start (exit {proc.poll()}); see {log.name}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_tiny_build_with_a_real_server_gives_a_pack_the_device_answers_with(
+        llama_server: str, onnx_embedder_dir: Path, tmp_path: Path) -> None:
+    domain = tmp_path / "airline.toml"
+    domain.write_text(AIRLINE.read_text(encoding="utf-8") + SMALL_ROLES, encoding="utf-8")
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(distill_group, [
+        "run", "--domain", str(domain), "--out", str(run_dir), "--teacher-url", llama_server,
+        "--teacher-model", "smollm2", "--json-mode", "grammar", "--embedder", str(onnx_embedder_dir),
+        "--personas", "2", "--stages", "1.0", "--scenarios", "2", "--rounds", "2", "--max-turns", "2",
+        "--cut-turns", "1,2", "--student-max-tokens", "40", "--concurrency", "2", "--json"],
+        catch_exceptions=False)
+    assert result.exit_code == 0, result.output[-3000:]
+    report = json.loads(result.output[result.output.index("{"):])
+    stage = report["stages"][0]
+    assert report["status"] == "finished" and stage["rollouts"] == 2 and stage["scenarios"] == 2
+    assert report["usage"]["total"]["calls"] > 0 and report["strategies"] >= 1, stage["failed"]
+    for s in read_library(run_dir / "library" / "library.jsonl"):
+        assert s.strategy and s.compact and s.exemplar and s.provenance["teacher_model"] == "smollm2"
+        assert 1 <= len(s.provenance["scores"]) <= 2
+    agent = Agent.from_pack(run_dir / "pack", generation={"max_tokens": 24})
+    reply = agent.reply([{"role": "user", "content": "I bought a saver ticket yesterday. Can I get a refund?"}])
+    assert reply.text.strip()
+    # the run's cache answers a second resume without any new teacher call
+    again = CliRunner().invoke(distill_group, ["resume", str(run_dir), "--json"], catch_exceptions=False)
+    assert json.loads(again.output[again.output.index("{"):])["usage"]["total"]["calls"] == \
+        report["usage"]["total"]["calls"]
