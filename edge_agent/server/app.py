@@ -122,6 +122,12 @@ def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None
         return _error_response(ApiError(400, str(exc.errors()[0].get("msg", "invalid request")),
                                         code="invalid_value"))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected %s on %s", type(exc).__name__, request.url.path, exc_info=exc)
+        return _error_response(ApiError(500, f"internal error ({type(exc).__name__}); see the server log",
+                                        type="server_error", code="internal_error"))
+
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": model, **worker.status()}
