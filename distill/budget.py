@@ -8,14 +8,15 @@ in flight may overshoot a limit by at most (concurrency - 1) calls.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from edge_agent.errors import EdgeAgentError
 
 from .config import BudgetSettings, Price
 
-__all__ = ["BudgetExceeded", "ModelUsage", "Meter", "cost_of"]
+__all__ = ["BudgetExceeded", "Meter", "ModelUsage", "cost_of"]
 
 
 class BudgetExceeded(EdgeAgentError):

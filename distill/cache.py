@@ -12,11 +12,12 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["CallCache", "CachedCall", "request_key"]
+__all__ = ["CachedCall", "CallCache", "request_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (

@@ -7,14 +7,23 @@ stored here, only the *name* of the environment variable that holds one.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge_agent.errors import ConfigError
 
-__all__ = ["ROLES", "RoleSettings", "Endpoint", "LoopSettings", "BudgetSettings", "Price", "RunSettings",
-           "settings_from_domain"]
+__all__ = [
+    "ROLES",
+    "BudgetSettings",
+    "Endpoint",
+    "LoopSettings",
+    "Price",
+    "RoleSettings",
+    "RunSettings",
+    "settings_from_domain",
+]
 
 ROLES = ("teacher", "writer", "merger", "judge", "customer", "generator")
 JsonMode = Literal["off", "object", "schema", "grammar"]
@@ -145,7 +154,7 @@ class RunSettings(_Strict):
                         json_mode=pick("json_mode", "object"))
 
     def with_overrides(self, *, teacher: Mapping[str, Any] | None = None, loop: Mapping[str, Any] | None = None,
-                       budget: Mapping[str, Any] | None = None) -> "RunSettings":
+                       budget: Mapping[str, Any] | None = None) -> RunSettings:
         """A copy with CLI flags applied (None values mean "not given")."""
         data = self.model_dump()
         for key, extra in (("loop", loop), ("budget", budget)):

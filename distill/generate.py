@@ -5,7 +5,8 @@ scenarios where the student scored worst; they join the next stage, with the rea
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from edge_agent.domain import Domain
 
@@ -14,7 +15,7 @@ from .llm import Caller, StructuredFailure
 from .prompts import generator_messages
 from .schemas import Situations
 
-__all__ = ["worst_outcomes", "generate_situations"]
+__all__ = ["generate_situations", "worst_outcomes"]
 
 
 def worst_outcomes(outcomes: Sequence[Outcome], k: int) -> list[Outcome]:
@@ -39,7 +40,7 @@ async def generate_situations(domain: Domain, outcomes: Sequence[Outcome], *, st
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for s in result.situations[:n]:
-        sid = "g{}-{}".format(stage, hashlib.sha256(s.title.strip().lower().encode()).hexdigest()[:8])
+        sid = f"g{stage}-{hashlib.sha256(s.title.strip().lower().encode()).hexdigest()[:8]}"
         if sid in seen:
             continue
         seen.add(sid)

@@ -7,14 +7,15 @@ kept strategy's provenance lists what it absorbed, so nothing disappears without
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from edge_agent.library import Strategy
 
-__all__ = ["Merge", "dedupe", "apply_merges"]
+__all__ = ["Merge", "apply_merges", "dedupe"]
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ round wins (the earlier one on ties). Malformed output ends the scenario as fail
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from edge_agent.domain import Domain
 from edge_agent.library import Strategy
@@ -22,7 +23,7 @@ from .scenarios import Scenario
 from .schemas import Judgement, StrategyDraft, StrategyItem
 from .student_runner import StudentRunner
 
-__all__ = ["Round", "Outcome", "should_continue", "best_round", "limit_items", "make_strategy", "improve"]
+__all__ = ["Outcome", "Round", "best_round", "improve", "limit_items", "make_strategy", "should_continue"]
 
 MAX_SCORE = 5
 
@@ -40,7 +41,7 @@ class Round:
                 "score": self.score, "reason": self.reason}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Round":
+    def from_json(cls, data: Mapping[str, Any]) -> Round:
         return cls(items=tuple(StrategyItem.model_validate(i) for i in data["items"]), compact=data["compact"],
                    reply=data["reply"], score=int(data["score"]), reason=data.get("reason", ""))
 
@@ -67,7 +68,7 @@ class Outcome:
                 "status": self.status, "reason": self.reason, "best": self.best}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Outcome":
+    def from_json(cls, data: Mapping[str, Any]) -> Outcome:
         return cls(scenario=Scenario.from_json(data["scenario"]), teacher_reply=data["teacher_reply"],
                    student_reply=data["student_reply"], rounds=tuple(Round.from_json(r) for r in data["rounds"]),
                    status=data["status"], reason=data.get("reason", ""), best=int(data["best"]))

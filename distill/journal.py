@@ -11,8 +11,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from edge_agent.errors import ConfigError
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -22,7 +23,7 @@ from .config import Endpoint
 from .openai_backend import AsyncChat, ChatRequest
 from .schemas import MalformedOutput, json_schema, parse_output, repair_messages
 
-__all__ = ["Caller", "CallResult", "StructuredFailure"]
+__all__ = ["CallResult", "Caller", "StructuredFailure"]
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -76,6 +77,7 @@ class Caller:
         self._limit = asyncio.Semaphore(concurrency)
         # Identical requests in flight at once share one paid call.
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
+        self._pending: set[asyncio.Future[ChatResult]] = set()
 
     async def _call(self, role: str, messages: Sequence[Mapping[str, str]],
                     fmt: Mapping[str, Any] | None) -> CallResult:
@@ -116,19 +118,32 @@ class Caller:
     async def _paid(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> CallResult:
         async with self._limit:
             self.meter.check()
-            result: ChatResult = await self.backends[role].complete(request)
-            # Stored before the slot is released: a call that returned is never paid for twice.
-            if self.cache is not None:
-                await asyncio.to_thread(
-                    self.cache.put, key, ep.model, {"messages": request.messages, **request.params()},
-                    {"text": result.text, "finish_reason": result.finish_reason,
-                     "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
-                    run_id=self.run_id, paid=True, prompt_tokens=result.usage.prompt_tokens,
-                    completion_tokens=result.usage.completion_tokens)
-            self.meter.record_paid(ep.model, result.usage.prompt_tokens, result.usage.completion_tokens)
+            # Shielded: if the run is stopping (budget, a failed endpoint), a request already sent
+            # still gets its answer stored, so it is never paid for twice. `drain` waits for these.
+            inner = asyncio.ensure_future(self._complete_and_store(role, ep, key, request))
+            self._pending.add(inner)
+            inner.add_done_callback(self._pending.discard)
+            result = await asyncio.shield(inner)
         if self.on_call:
             self.on_call(role, False)
         return CallResult(text=result.text, usage=result.usage, finish_reason=result.finish_reason, cached=False)
+
+    async def _complete_and_store(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> ChatResult:
+        result: ChatResult = await self.backends[role].complete(request)
+        if self.cache is not None:
+            await asyncio.to_thread(
+                self.cache.put, key, ep.model, {"messages": request.messages, **request.params()},
+                {"text": result.text, "finish_reason": result.finish_reason,
+                 "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
+                run_id=self.run_id, paid=True, prompt_tokens=result.usage.prompt_tokens,
+                completion_tokens=result.usage.completion_tokens)
+        self.meter.record_paid(ep.model, result.usage.prompt_tokens, result.usage.completion_tokens)
+        return result
+
+    async def drain(self) -> None:
+        """Wait until every request already sent has been answered and stored (or has failed)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def text(self, role: str, messages: Sequence[Mapping[str, str]]) -> CallResult:
         return await self._call(role, messages, None)

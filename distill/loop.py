@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from .rundir import Build
 from .scenarios import Customer, cut_scenarios, domain_situations, make_customers, sample_scenarios
 from .student_runner import embed_library
 
-__all__ = ["State", "replay", "library_from", "run_build"]
+__all__ = ["State", "library_from", "replay", "run_build"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -188,6 +189,7 @@ async def run_build(b: Build) -> dict[str, Any]:
         status, reason = "stopped", str(exc)
     except BackendError as exc:
         status, reason = "stopped", str(exc)
+    await b.caller.drain()
     if status == "stopped":
         b.journal.append("stopped", reason=reason)
         log.warning("run %s stopped: %s", b.run_id, reason)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from edge_agent.backends import ChatBackend, ChatResult, GenerationConfig, Usage
 from edge_agent.errors import BackendError, ConfigError
 
 from .config import Endpoint
 
-__all__ = ["ChatRequest", "AsyncChat", "OpenAIChat", "ScriptedAsyncChat", "FatalBackendError"]
+__all__ = ["AsyncChat", "ChatRequest", "FatalBackendError", "OpenAIChat", "ScriptedAsyncChat"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class OpenAIChat:
         self._owns_client = client is None
 
     @classmethod
-    def for_roles(cls, endpoints: Mapping[str, Endpoint]) -> dict[str, "OpenAIChat"]:
+    def for_roles(cls, endpoints: Mapping[str, Endpoint]) -> dict[str, OpenAIChat]:
         """One backend per role; roles with the same server, key, timeout and retries share a client."""
         shared: dict[tuple[Any, ...], OpenAIChat] = {}
         out: dict[str, OpenAIChat] = {}

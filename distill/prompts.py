@@ -8,15 +8,24 @@ domain's own system prompt, exactly as the device does.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from edge_agent.conversation import render_transcript
 from edge_agent.domain import Domain
 
 from .schemas import COMPACT_MAX_WORDS, StrategyItem
 
-__all__ = ["ROLE_LINES", "customer_messages", "writer_messages", "merger_messages", "judge_messages",
-           "generator_messages", "render_items", "persona_text"]
+__all__ = [
+    "ROLE_LINES",
+    "customer_messages",
+    "generator_messages",
+    "judge_messages",
+    "merger_messages",
+    "persona_text",
+    "render_items",
+    "writer_messages",
+]
 
 ROLE_LINES = {
     "customer": "You are role-playing a customer in a support chat.",

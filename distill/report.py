@@ -22,14 +22,14 @@ if TYPE_CHECKING:
     from .loop import State
     from .rundir import Build
 
-__all__ = ["write_outputs", "stage_summary"]
+__all__ = ["stage_summary", "write_outputs"]
 
 
 def _mean(values: list[int]) -> float | None:
     return round(statistics.fmean(values), 3) if values else None
 
 
-def stage_summary(state: "State", stage: int, p: float) -> dict[str, Any]:
+def stage_summary(state: State, stage: int, p: float) -> dict[str, Any]:
     outcomes = [o for (k, _), (o, _) in sorted(state.outcomes.items()) if k == stage]
     ok = [o for o in outcomes if o.status == "ok"]
     rollouts = [r for (k, _), r in state.rollouts.items() if k == stage]
@@ -48,7 +48,7 @@ def stage_summary(state: "State", stage: int, p: float) -> dict[str, Any]:
     }
 
 
-def write_outputs(b: "Build", state: "State", *, status: str, reason: str,
+def write_outputs(b: Build, state: State, *, status: str, reason: str,
                   vectors: dict[str, np.ndarray]) -> dict[str, Any]:
     from .loop import library_from
 

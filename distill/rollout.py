@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from edge_agent.domain import Domain
 
@@ -21,7 +22,7 @@ from .prompts import customer_messages
 from .scenarios import Customer
 from .student_runner import StudentRunner
 
-__all__ = ["Rollout", "rollout_rng", "pick_driver", "split_end", "agent_messages", "run_rollout"]
+__all__ = ["Rollout", "agent_messages", "pick_driver", "rollout_rng", "run_rollout", "split_end"]
 
 _LABEL = re.compile(r"^\s*(?:customer|client|me)\s*:\s*", re.IGNORECASE)
 
@@ -40,7 +41,7 @@ class Rollout:
                 "messages": [dict(m) for m in self.messages], "drivers": list(self.drivers), "ended": self.ended}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Rollout":
+    def from_json(cls, data: Mapping[str, Any]) -> Rollout:
         return cls(customer_id=data["customer_id"], stage=int(data["stage"]), p=float(data["p"]),
                    messages=tuple(dict(m) for m in data["messages"]), drivers=tuple(data["drivers"]),
                    ended=str(data["ended"]))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from edge_agent.backends import ChatBackend
 from edge_agent.domain import Domain, load_domain
@@ -30,7 +31,7 @@ from .openai_backend import AsyncChat, OpenAIChat
 from .student_runner import StudentRunner
 from .testing import EchoStudent
 
-__all__ = ["Build", "init_run", "open_build", "read_config", "default_embedder", "DEFAULT_EMBEDDER"]
+__all__ = ["DEFAULT_EMBEDDER", "Build", "default_embedder", "init_run", "open_build", "read_config"]
 
 CONFIG = "config.json"
 DOMAIN = "domain.toml"

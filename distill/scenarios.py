@@ -10,15 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from edge_agent.conversation import render_transcript
 from edge_agent.domain import Domain, persona_grid
 from edge_agent.errors import ConfigError
 from edge_agent.library import strategy_id
 
-__all__ = ["Customer", "Scenario", "domain_situations", "make_customers", "cut_scenarios", "sample_scenarios"]
+__all__ = ["Customer", "Scenario", "cut_scenarios", "domain_situations", "make_customers", "sample_scenarios"]
 
 
 def _digest(data: Any) -> str:
@@ -35,7 +36,7 @@ class Customer:
         return {"id": self.id, "persona": dict(self.persona), "situation": dict(self.situation)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Customer":
+    def from_json(cls, data: Mapping[str, Any]) -> Customer:
         return cls(id=data["id"], persona=dict(data["persona"]), situation=dict(data["situation"]))
 
 
@@ -58,7 +59,7 @@ class Scenario:
                 "history": [dict(m) for m in self.history]}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Scenario":
+    def from_json(cls, data: Mapping[str, Any]) -> Scenario:
         return cls(id=data["id"], stage=int(data["stage"]), customer_id=data["customer_id"],
                    turn=int(data["turn"]), history=tuple(dict(m) for m in data["history"]))
 

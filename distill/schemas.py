@@ -12,8 +12,18 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["MalformedOutput", "StrategyItem", "StrategyDraft", "Judgement", "Situation", "Situations",
-           "parse_output", "repair_messages", "clean_compact", "COMPACT_MAX_WORDS"]
+__all__ = [
+    "COMPACT_MAX_WORDS",
+    "Judgement",
+    "MalformedOutput",
+    "Situation",
+    "Situations",
+    "StrategyDraft",
+    "StrategyItem",
+    "clean_compact",
+    "parse_output",
+    "repair_messages",
+]
 
 COMPACT_MAX_WORDS = 45
 _MARKDOWN = re.compile(r"[*_#`>]+|^\s*[-+]\s+|^\s*\d+[.)]\s+", re.MULTILINE)

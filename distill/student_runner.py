@@ -8,7 +8,7 @@ calls keep flowing while the student computes. Student replies are cached like t
 from __future__ import annotations
 
 import asyncio
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -14,15 +14,16 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from edge_agent.backends import ChatResult, GenerationConfig, Message, Usage
 from edge_agent.prompting import GUIDANCE_OPEN
 
 from .prompts import ROLE_LINES
 
-__all__ = ["fake_teacher_reply", "role_of", "EchoStudent", "LoopbackTeacher"]
+__all__ = ["EchoStudent", "LoopbackTeacher", "fake_teacher_reply", "role_of"]
 
 
 def _h(text: str) -> int:
@@ -133,7 +134,7 @@ class LoopbackTeacher:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
-    def __enter__(self) -> "LoopbackTeacher":
+    def __enter__(self) -> LoopbackTeacher:
         self.thread.start()
         return self
 

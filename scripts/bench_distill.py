@@ -17,16 +17,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distill.loop import run_build  # noqa: E402
-from distill.rundir import init_run, open_build  # noqa: E402
-from distill.testing import EchoStudent  # noqa: E402
-from edge_agent.embedder import HashEmbedder  # noqa: E402
+from distill.loop import run_build
+from distill.rundir import init_run, open_build
+from distill.testing import EchoStudent
+from edge_agent.embedder import HashEmbedder
 
 SERVER = """
 import sys, time

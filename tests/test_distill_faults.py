@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from distill.config import RunSettings
-from distill.llm import StructuredFailure
 from distill.loop import run_build
 from distill.openai_backend import ChatRequest, OpenAIChat
 from distill.rundir import init_run, open_build

@@ -12,7 +12,14 @@ from distill.hygiene import apply_merges, dedupe
 from distill.improve import best_round, limit_items, should_continue
 from distill.rollout import pick_driver, rollout_rng, split_end
 from distill.scenarios import cut_scenarios, sample_scenarios
-from distill.schemas import Judgement, MalformedOutput, StrategyDraft, StrategyItem, clean_compact, parse_output
+from distill.schemas import (
+    Judgement,
+    MalformedOutput,
+    StrategyDraft,
+    StrategyItem,
+    clean_compact,
+    parse_output,
+)
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
 
@@ -52,7 +59,7 @@ def test_driver_schedule_follows_p_and_seed() -> None:
         assert low <= share <= high, (p, share)
     a = [pick_driver(rollout_rng(3, 1, "c-1"), 0.5) for _ in range(1)]
     assert a == [pick_driver(rollout_rng(3, 1, "c-1"), 0.5)]
-    seq = lambda seed: [pick_driver(r, 0.5) for r in [rollout_rng(seed, 1, "c-1")] for _ in range(30)]  # noqa: E731
+    seq = lambda seed: [pick_driver(r, 0.5) for r in [rollout_rng(seed, 1, "c-1")] for _ in range(30)]
     assert seq(1) == seq(1) and seq(1) != seq(2)
 
 

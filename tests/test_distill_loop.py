@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
-
-import pytest
+from typing import Any
 
 from distill.budget import Meter
 from distill.config import ROLES, LoopSettings, RunSettings

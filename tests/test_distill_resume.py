@@ -66,7 +66,7 @@ def test_sigkill_at_several_points_then_resume_matches_and_repays_nothing(tmp_pa
     kills = 0
     with LoopbackTeacher(before_reply=before_reply) as t:
         args = _run_args(t.base_url, run_dir, tmp_path / "crashy.sqlite")
-        for attempt in range(6):
+        for _ in range(6):
             child["p"] = subprocess.Popen(_cmd(*args), env=_env(home), stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, text=True)
             out, err = child["p"].communicate(timeout=240)
