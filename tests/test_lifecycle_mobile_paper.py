@@ -36,7 +36,7 @@ def _paper(probes: bool = True) -> tuple[list[Strategy], list[str]]:
 
 
 def _agreement(tmp_path: Path, embedder: Embedder, embedder_dir: Path | None,
-               probes: bool = True) -> tuple[float, float, int]:
+               probes: bool = True) -> tuple[float, float, float, int]:
     items, queries = _paper(probes)
     build_pack(tmp_path / "pack", items, embedder, embedder_dir=embedder_dir)
     pack = load_pack(tmp_path / "pack")
@@ -45,28 +45,32 @@ def _agreement(tmp_path: Path, embedder: Embedder, embedder_dir: Path | None,
     q = embedder.embed(queries)
     exact_scores = q @ pack.vectors.T
     _, faiss_rows = pack.index.search(q, K)
-    exact = tolerant = 0
+    exact = ties = tolerant = 0
     for i in range(len(queries)):
         got = bundle.search(q[i], K)[1]
         exact += got.tolist() == faiss_rows[i].tolist()
+        ties += same_ranking(exact_scores[i], faiss_rows[i], got, tol=0.0)  # only exactly equal scores swap
         tolerant += same_ranking(exact_scores[i], faiss_rows[i], got)
-    return exact / len(queries), tolerant / len(queries), len(queries)
+    n = len(queries)
+    print(f"{embedder.id}: {n} queries, top-{K} identical ids {exact / n:.1%}, identical up to exact ties "
+          f"{ties / n:.1%}, identical up to 1e-3 ties {tolerant / n:.1%}")
+    return exact / n, ties / n, tolerant / n, n
 
 
 @needs_paper
 def test_mobile_topk_equals_faiss_on_paper_library_hash(tmp_path: Path) -> None:
-    exact, tolerant, n = _agreement(tmp_path, HashEmbedder(dim=384), None)
-    print(f"hash embedder: {n} queries, top-{K} identical {exact:.1%}, equal up to 1e-3 ties {tolerant:.1%}")
-    assert n == 496 and tolerant == 1.0 and exact >= 0.95
+    _, ties, tolerant, n = _agreement(tmp_path, HashEmbedder(dim=384), None)
+    assert n == 496 and tolerant == 1.0 and ties >= 0.95
 
 
 @needs_paper
 @pytest.mark.real
 def test_mobile_topk_equals_faiss_on_paper_library_onnx(tmp_path: Path, onnx_embedder_dir: Path) -> None:
     # customer-turn queries only: embedding 248 long teacher replies too doubles a slow CPU test
-    exact, tolerant, n = _agreement(tmp_path, OnnxEmbedder(onnx_embedder_dir), onnx_embedder_dir, probes=False)
-    print(f"onnx embedder: {n} queries, top-{K} identical {exact:.1%}, equal up to 1e-3 ties {tolerant:.1%}")
-    assert tolerant == 1.0 and exact >= 0.95
+    # Scenarios that share their last turns embed identically, so exact ties are common; FAISS
+    # orders those by its heap, the reference reader by row.
+    _, ties, tolerant, _ = _agreement(tmp_path, OnnxEmbedder(onnx_embedder_dir), onnx_embedder_dir, probes=False)
+    assert tolerant == 1.0 and ties >= 0.95
     bundle = MobileBundle.open(tmp_path / "m.zip")
     assert bundle.manifest["embedder"]["kind"] == "onnx" and "embedder/model.onnx" in bundle.manifest["files"]
     assert np.isclose(np.linalg.norm(bundle.vectors[0].astype(np.float32)), 1.0, atol=1e-3)
