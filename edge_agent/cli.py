@@ -273,9 +273,10 @@ def pack() -> None:
 @click.option("--embedder", "embedder_dir", type=click.Path(path_type=Path), default=None,
               help="Exported ONNX embedder directory (default: the one made by `models export-embedder`).")
 @click.option("--approved-only", is_flag=True, help="Leave out strategies not approved in review.")
+@click.option("--allow-lint-flags", is_flag=True, help="Build even when policy/injection lint flags strategies.")
 @click.option("--json", "as_json", is_flag=True)
 def pack_build(library: Path | None, domain: Path | None, out: Path | None, embedder_dir: Path | None,
-               approved_only: bool, as_json: bool) -> None:
+               approved_only: bool, allow_lint_flags: bool, as_json: bool) -> None:
     """Embed a strategy library and write a pack.
 
     \b
@@ -294,9 +295,14 @@ def pack_build(library: Path | None, domain: Path | None, out: Path | None, embe
     if not (emb_dir / "model.onnx").is_file():
         raise ModelError(f"no exported embedder at {emb_dir}; run: edge-agent models export-embedder "
                          "(needs the distill extra) or pass --embedder DIR")
+    strategies = read_library(library)
+    # Policy and prompt-injection lint gates every build (the checks are plain regexes).
+    from distill.lifecycle.lint import gate, lint_strategies
+
+    gate(lint_strategies(strategies, list(dom.rules)), allow=allow_lint_flags)
     settings = PackSettings(retrieval=dom.settings.get("retrieval", {}), prompting=dom.settings.get("prompting", {}),
                             generation=dom.settings.get("generation", {}))
-    report = build_pack(out or default_pack(), read_library(library), OnnxEmbedder(emb_dir),
+    report = build_pack(out or default_pack(), strategies, OnnxEmbedder(emb_dir),
                         embedder_dir=emb_dir, domain=dom.to_manifest(), settings=settings,
                         build={"library": library.name, "domain": dom.name}, approved_only=approved_only)
     if as_json:
