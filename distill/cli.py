@@ -75,11 +75,12 @@ class _Progress:
             self.counts = {"rollout": 0, "scenario": 0}
             self.tasks["rollout"] = self.progress.add_task(f"stage {stage} rollouts", total=data["customers"],
                                                            info=f"p={data['p']}, library {data['library']}")
+            self.tasks["scenario"] = self.progress.add_task(f"stage {stage} scenarios", total=None, info="")
         elif name == "rollout":
             self.counts["rollout"] += 1
             self.progress.update(self.tasks["rollout"], completed=self.counts["rollout"], info=self._info())
         elif name == "scenarios":
-            self.tasks["scenario"] = self.progress.add_task(f"stage {stage} scenarios", total=data["total"], info="")
+            self.progress.update(self.tasks["scenario"], total=data["total"])
         elif name == "scenario":
             self.counts["scenario"] += 1
             self.progress.update(self.tasks["scenario"], completed=self.counts["scenario"], info=self._info())

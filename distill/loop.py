@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -27,7 +27,7 @@ from .hygiene import apply_merges, dedupe
 from .improve import Outcome, improve, outcome_strategy
 from .rollout import Rollout, agent_messages, run_rollout
 from .rundir import Build
-from .scenarios import Customer, cut_scenarios, domain_situations, make_customers, sample_scenarios
+from .scenarios import Customer, Scenario, cut_scenarios, domain_situations, make_customers, sample_scenarios
 from .student_runner import embed_library
 
 __all__ = ["State", "library_from", "replay", "run_build"]
@@ -95,8 +95,12 @@ def library_from(b: Build, state: State, stages: Sequence[int], vectors: dict[st
     merges: list[dict[str, Any]] = []
     qt = b.student.retrieval.query_turns
     for stage in stages:
-        new = [outcome_strategy(o, _provenance(b, state, o, at))
-               for (k, _), (o, at) in sorted(state.outcomes.items()) if k == stage and o.status == "ok"]
+        owner = canonical_customers(state, stage, b.settings.loop.cut_turns)
+        new = []
+        for (k, sid), (o, at) in sorted(state.outcomes.items()):
+            if k == stage and o.status == "ok":
+                o = replace(o, scenario=replace(o.scenario, customer_id=owner.get(sid, o.scenario.customer_id)))
+                new.append(outcome_strategy(o, _provenance(b, state, o, at)))
         pool = library + new
         missing = [s for s in pool if s.scenario not in vectors]
         for s, v in zip(missing, embed_library(b.embedder, missing, qt)):
@@ -133,21 +137,12 @@ async def _stage(b: Build, state: State, stage: int, p: float, library: list[Str
     b.student.set_library(library, np.stack([vectors[s.scenario] for s in library]) if library else None)
     b.emit("stage", stage=stage, p=p, customers=len(customers), library=len(library))
 
-    async def roll(c: Customer) -> Rollout:
-        done = state.rollouts.get((stage, c.id))
-        if done is None:
-            done = await run_rollout(c, stage=stage, p=p, domain=b.domain, caller=b.caller, student=b.student,
-                                     settings=loop)
-            state.apply(b.journal.append("rollout", rollout=done.to_json()))
-        b.emit("rollout", stage=stage, total=len(customers))
-        return done
+    # Without a per-stage cap every scenario is used, so each one starts as soon as its rollout
+    # ends instead of waiting for the slowest conversation of the stage.
+    streaming = loop.scenarios_per_stage is None
+    started: dict[str, asyncio.Future[None]] = {}
 
-    rollouts = await _all([roll(c) for c in customers])
-    cuts = [s for r in rollouts for s in cut_scenarios(r.messages, loop.cut_turns, stage=stage, customer_id=r.customer_id)]
-    scenarios = sample_scenarios(cuts, loop.scenarios_per_stage, loop.seed, stage)
-    b.emit("scenarios", stage=stage, total=len(scenarios))
-
-    async def work(s: Any) -> None:
+    async def work(s: Scenario) -> None:
         if (stage, s.id) not in state.outcomes:
             teacher, student = await asyncio.gather(b.caller.text("teacher", agent_messages(b.domain, s.history)),
                                                     b.student.reply(s.history))
@@ -155,11 +150,49 @@ async def _stage(b: Build, state: State, stage: int, p: float, library: list[Str
                                     caller=b.caller, student=b.student, settings=loop)
             state.apply(b.journal.append("scenario", outcome=outcome.to_json()))
         o = state.outcomes[(stage, s.id)][0]
-        b.emit("scenario", stage=stage, status=o.status, score=o.best_score, total=len(scenarios))
+        b.emit("scenario", stage=stage, status=o.status, score=o.best_score)
 
-    await _all([work(s) for s in scenarios])
+    def start(scenarios: Sequence[Scenario]) -> None:
+        for sc in scenarios:
+            if sc.id not in started:
+                started[sc.id] = asyncio.ensure_future(work(sc))
+
+    async def roll(c: Customer) -> Rollout:
+        done = state.rollouts.get((stage, c.id))
+        if done is None:
+            done = await run_rollout(c, stage=stage, p=p, domain=b.domain, caller=b.caller, student=b.student,
+                                     settings=loop)
+            state.apply(b.journal.append("rollout", rollout=done.to_json()))
+        b.emit("rollout", stage=stage, total=len(customers))
+        if streaming:
+            start(cut_scenarios(done.messages, loop.cut_turns, stage=stage, customer_id=done.customer_id))
+        return done
+
+    try:
+        rollouts = await _all([roll(c) for c in customers])
+        cuts = [s for r in rollouts
+                for s in cut_scenarios(r.messages, loop.cut_turns, stage=stage, customer_id=r.customer_id)]
+        scenarios = sample_scenarios(cuts, loop.scenarios_per_stage, loop.seed, stage)
+        b.emit("scenarios", stage=stage, total=len(scenarios))
+        start(scenarios)
+        await _all(list(started.values()))
+    except BaseException:
+        for task in started.values():
+            task.cancel()
+        await asyncio.gather(*started.values(), return_exceptions=True)
+        raise
     if stage not in state.stages_done:
         state.apply(b.journal.append("stage_done", stage=stage, scenarios=len(scenarios)))
+
+
+def canonical_customers(state: State, stage: int, cuts: Sequence[int]) -> dict[str, str]:
+    """Scenario id -> the smallest customer id whose conversation produced it (order-independent)."""
+    out: dict[str, str] = {}
+    for (k, cid), r in sorted(state.rollouts.items()):
+        if k == stage:
+            for sc in cut_scenarios(r.messages, cuts, stage=stage, customer_id=cid):
+                out.setdefault(sc.id, cid)
+    return out
 
 
 async def run_build(b: Build) -> dict[str, Any]:
