@@ -100,8 +100,13 @@ def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str,
         finally:
             await build.aclose()
 
-    with progress:
-        report = asyncio.run(main())
+    try:
+        with progress:
+            report = asyncio.run(main())
+    except KeyboardInterrupt:
+        click.secho(f"interrupted; finished work is saved. Continue with: edge-agent distill resume {run_dir}",
+                    fg="yellow", err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:

@@ -122,6 +122,7 @@ class LoopbackTeacher:
         self.timeout_sleep_s = timeout_sleep_s
         self.reply = reply
         self.requests = 0
+        self.last_auth = ""
         self.delivered: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -181,6 +182,7 @@ class LoopbackTeacher:
                 with outer.lock:
                     outer.requests += 1
                     n = outer.requests
+                    outer.last_auth = self.headers.get("Authorization", "")
                 fault = outer.faults(n, body) if outer.faults else None
                 if outer.before_reply and outer.before_reply(n):
                     self.close_connection = True  # the hook killed the client: nothing is delivered

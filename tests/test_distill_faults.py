@@ -108,3 +108,18 @@ def test_outage_stops_cleanly_and_resume_finishes_without_loss(tmp_path: Path) -
         report = _build(tmp_path, t.base_url)
         assert report["status"] == "finished" and t.repeated == 0 and t.paid > paid_before
     assert read_library(tmp_path / "run" / "library" / "library.jsonl")
+
+
+def test_the_api_key_is_never_written_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_TEACHER_KEY", "sk-very-secret-0042")
+    with LoopbackTeacher() as t:
+        run_dir = tmp_path / "keyed"
+        init_run(run_dir, AIRLINE, teacher={"base_url": t.base_url, "model": "fake", "api_key_env": "TEST_TEACHER_KEY"},
+                 loop={"personas": 1, "stages": (1.0,), "rounds": 1}, student="echo", embedder="hash",
+                 cache=tmp_path / "keyed.sqlite", run_id="keyed")
+        report = _build(tmp_path, t.base_url, name="keyed")
+        assert t.last_auth == "Bearer sk-very-secret-0042"  # the key was used ...
+    assert report["status"] == "finished"
+    for path in [*tmp_path.rglob("*")]:
+        if path.is_file():
+            assert b"sk-very-secret" not in path.read_bytes(), path  # ... and stored nowhere
