@@ -35,7 +35,7 @@ LAZY_PACK_COMMANDS: dict[str, str] = {
 }
 EXTRA_OF_MODULE = {"fastapi": "server", "uvicorn": "server", "torch": "distill", "sentence_transformers": "distill",
                    "openai": "distill", "pydantic": "distill", "scipy": "distill", "rich": "distill",
-                   "onnx": "distill"}
+                   "onnx": "distill", "matplotlib": "distill"}
 
 
 def _load(target: str) -> click.Command:
