@@ -69,7 +69,9 @@ class StudentRunner:
 
     async def reply(self, history: Sequence[Mapping[str, str]]) -> str:
         """The student's reply with whatever the library so far retrieves."""
-        messages, _, _ = self.agent.prepare(history)
+        # Retrieval may count tokens with the model's tokenizer: never while it is generating.
+        async with self._model_lock():
+            messages, _, _ = self.agent.prepare(history)
         return await self._generate(messages)
 
     async def reply_with(self, history: Sequence[Mapping[str, str]], strategy: Strategy) -> str:
@@ -77,6 +79,11 @@ class StudentRunner:
         messages = render_prompt(self.system_prompt, history, [Hit(strategy=strategy, score=1.0, row=-1)],
                                  self.prompting)
         return await self._generate(messages)
+
+    def _model_lock(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
     async def _generate(self, messages: list[dict[str, str]]) -> str:
         params = {k: v for k, v in self.generation.__dict__.items()}
@@ -87,9 +94,7 @@ class StudentRunner:
             if hit is not None:
                 self.cache_hits += 1
                 return str(hit.response["text"])
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
+        async with self._model_lock():
             hit = self.cache.get(key) if self.cache is not None else None
             if hit is not None:  # the same prompt was generated while this one waited for the model
                 self.cache_hits += 1
