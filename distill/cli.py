@@ -49,10 +49,12 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=False)
+                                     TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=False,
+                                     console=Console(stderr=True))
             self.progress.start()
         return self
 

@@ -57,3 +57,22 @@ def test_run_refuses_a_domain_with_a_typo(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["distill", "run", "--domain", str(bad), "--out", str(tmp_path / "r"),
                                    "--teacher-model", "m"])
     assert out.exit_code != 0 and "base_ulr" in out.output
+
+
+def test_progress_display_handles_every_event() -> None:
+    from types import SimpleNamespace
+
+    from distill.budget import Meter
+    from distill.cli import _Progress
+
+    build = SimpleNamespace(caller=SimpleNamespace(meter=Meter()), student=SimpleNamespace(calls=3))
+    with _Progress(enabled=True) as progress:
+        progress.build = build
+        progress("stage", {"stage": 0, "p": 1.0, "customers": 2, "library": 0})
+        progress("rollout", {"stage": 0, "total": 2})
+        progress("scenario", {"stage": 0, "status": "ok", "score": 4})
+        progress("scenarios", {"stage": 0, "total": 3})
+        progress("call", {"role": "teacher", "cached": False})
+        assert "student 3" in progress._info()
+        tasks = {t.description: t for t in progress.progress.tasks}
+        assert tasks["stage 0 scenarios"].total == 3 and tasks["stage 0 scenarios"].completed == 1
