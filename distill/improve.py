@@ -3,8 +3,9 @@
 Round r: the writer compares the teacher's reply with the student's latest one and lists what to
 do and avoid; from round 2 the merger folds the list into the previous one (at most `max_items`);
 the student answers again with the strategy injected as on the device; the judge scores 1-5 how
-close that reply is to the teacher's. Stop after `rounds`, when the score drops, or at 5; the best
-round wins (the earlier one on ties). Malformed output ends the scenario as failed, with the reason.
+close that reply is to the teacher's (a reply breaking a forbidden policy rule scores 1). Stop after
+`rounds`, when the score drops, or at 5; the best round wins (the earlier one on ties). A teacher
+reply that breaks the policy, or malformed output, ends the scenario as failed, with the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from edge_agent.library import Strategy
 
 from .config import LoopSettings
 from .llm import Caller, StructuredFailure
+from .metrics import policy_violations
 from .prompts import judge_messages, merger_messages, render_items, writer_messages
 from .scenarios import Scenario
 from .schemas import Judgement, StrategyDraft, StrategyItem
@@ -115,6 +117,10 @@ def make_strategy(scenario: Scenario, items: Sequence[StrategyItem], compact: st
 async def improve(scenario: Scenario, *, teacher_reply: str, student_reply: str, domain: Domain,
                   caller: Caller, student: StudentRunner, settings: LoopSettings) -> Outcome:
     history = list(scenario.history)
+    broken = policy_violations(teacher_reply, domain.rules)
+    if broken:  # never distil a reply that breaks the written policy
+        return Outcome(scenario, teacher_reply, student_reply, status="failed",
+                       reason=f"the teacher's reply breaks policy rule(s) {', '.join(broken)}; not distilled")
     rounds: list[Round] = []
     previous: tuple[StrategyItem, ...] = ()
     bad = student_reply
@@ -129,7 +135,11 @@ async def improve(scenario: Scenario, *, teacher_reply: str, student_reply: str,
             items = limit_items(draft.items, settings.max_items)
             candidate = make_strategy(scenario, items, draft.compact, teacher_reply)
             reply = await student.reply_with(history, candidate)
-            verdict = await caller.structured("judge", judge_messages(history, teacher_reply, reply), Judgement)
+            broken = policy_violations(reply, domain.rules)
+            if broken:  # a policy breach scores 1 whatever its resemblance; no judge call needed
+                verdict = Judgement(score=1, reason=f"breaks policy rule(s) {', '.join(broken)}")
+            else:
+                verdict = await caller.structured("judge", judge_messages(history, teacher_reply, reply), Judgement)
         except StructuredFailure as exc:
             failure = str(exc)
             break

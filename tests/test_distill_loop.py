@@ -170,3 +170,26 @@ def test_budget_stop_then_resume_gives_the_same_library_without_repaying(tmp_pat
 
 def test_role_lines_are_distinct() -> None:
     assert len(set(ROLE_LINES.values())) == len(ROLE_LINES)
+
+
+def test_policy_breaches_are_never_distilled_and_score_one() -> None:
+    def teacher_promises(messages: Sequence[Mapping[str, str]]) -> str:
+        return _scripted([4])(messages)
+    caller, fake = _caller(teacher_promises)
+    student = StudentRunner(EchoStudent(), "You are an agent.", HashEmbedder())
+    domain = load_domain(AIRLINE)
+    outcome = asyncio.run(improve(_scenario(), teacher_reply="Sure, I will give you a full refund today.",
+                                  student_reply="x", domain=domain, caller=caller, student=student,
+                                  settings=LoopSettings()))
+    assert outcome.status == "failed" and "no-refund-promise" in outcome.reason and fake.calls == []
+
+    class Promiser(EchoStudent):
+        def chat(self, messages: Any, config: Any = None) -> Any:
+            result = super().chat(messages, config)
+            return result.__class__(text="OK, we will issue a full refund.", usage=result.usage)
+    caller, fake = _caller(_scripted([4, 4]))
+    outcome = asyncio.run(improve(_scenario(), teacher_reply="GOOD", student_reply="BAD", domain=domain,
+                                  caller=caller, student=StudentRunner(Promiser(), "s", HashEmbedder()),
+                                  settings=LoopSettings(rounds=2)))
+    assert [r.score for r in outcome.rounds] == [1, 1] and "no-refund-promise" in outcome.rounds[0].reason
+    assert not [c for c in fake.calls if role_of(c) == "judge"]
