@@ -56,7 +56,8 @@ def real_pack(tmp_path_factory: pytest.TempPathFactory, onnx_embedder_dir: Path)
 
 @pytest.fixture(scope="module")
 def agent(real_pack: Path, student_path: Path) -> Agent:
-    return Agent.from_pack(real_pack, str(student_path))
+    # A 1024-token window (the model allows 2048) keeps the trimming test's prefill short on 2 cores.
+    return Agent.from_pack(real_pack, str(student_path), n_ctx=1024)
 
 
 @pytest.fixture(scope="module")
@@ -117,21 +118,21 @@ def test_bad_input(base: str, name: str, body: bytes, status: int, code: str, pa
 
 
 def test_long_conversation_is_trimmed_and_says_so(base: str) -> None:
-    filler = "I have a long story about my connection and every detail of it matters a great deal to me. " * 12
+    filler = "I have a long story about my connection and every detail of it matters a great deal to me. " * 6
     history: list[Any] = []
-    for i in range(12):
+    for i in range(8):
         history += [{"role": "user", "content": f"({i}) {filler}"}, {"role": "assistant", "content": "I see."}]
     history.append({"role": "user", "content": "So can you fix my internet today?"})
     out = client(base).chat.completions.create(model="m", messages=history, max_tokens=16)
     assert out.model_extra["edge_agent"]["trimmed"] > 0
-    assert out.usage is not None and out.usage.prompt_tokens < 2048
+    assert out.usage is not None and out.usage.prompt_tokens <= 1024 - 16
 
 
 def test_disconnect_mid_stream_frees_the_model(base: str) -> None:
     long_ask = [{"role": "user", "content": "Please write a very long, numbered list of 100 tips for fixing slow home "
                                             "Wi-Fi, with a full paragraph for each tip."}]
     before = HTTP.get(base + "/health").json()["counts"]
-    stream = client(base).chat.completions.create(model="m", messages=long_ask, max_tokens=1200, stream=True)  # type: ignore[arg-type]
+    stream = client(base).chat.completions.create(model="m", messages=long_ask, max_tokens=500, stream=True)  # type: ignore[arg-type]
     for i, _ in enumerate(stream):
         if i == 4:
             break
@@ -199,7 +200,8 @@ def test_sigterm_finishes_in_flight_request(real_pack: Path, student_path: Path,
             proc.kill()
         log.close()
     logged = (tmp_path / "serve.log").read_text()
-    assert rc == 0, logged
+    # uvicorn re-raises the SIGTERM it caught once shutdown is complete, so -15 is a clean exit too
+    assert rc in (0, -signal.SIGTERM) and "Application shutdown complete" in logged, logged
     assert resp_holder["status"] == 200 and got[-1] == "[DONE]", got[-3:]
     assert json.loads(got[-2])["choices"][0]["finish_reason"] in ("stop", "length")
     records = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
