@@ -59,8 +59,8 @@ CANDIDATES = [
     Candidate("demo"),
     Candidate("compact+exemplar"),
     Candidate("system+demo"),
-    Candidate("adapt", {"min_score": 0.6}, label="adapt (exemplar, fit-checked)"),
-    Candidate("adapt", {"min_score": 0.6, "revise": True}, label="adapt (student revises)"),
+    Candidate("adapt", {"min_score": 0.6}, label="adapt-exemplar"),
+    Candidate("adapt", {"min_score": 0.6, "revise": True}, label="adapt-revise"),
 ]
 
 
@@ -93,6 +93,8 @@ def main() -> int:
     ap.add_argument("--modes", default="", help="comma-separated candidate names/modes (default: all)")
     ap.add_argument("--dev-share", type=float, default=0.3, help="share of conversations used to choose the mode")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--query-turns", type=int, default=1,
+                    help="recent messages embedded for retrieval (1 = the latest customer message)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N stage-1 contexts (smoke runs)")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="report JSON (a .txt table is written beside it)")
@@ -112,7 +114,7 @@ def main() -> int:
     from distill.tuning.reference import SentenceEmbedder
 
     embedder = retrieval_embedder()
-    rcfg = RetrievalConfig(top_k=2, threshold=0.35, query_turns=3, budget_tokens=200)
+    rcfg = RetrievalConfig(top_k=2, threshold=0.35, query_turns=args.query_turns, budget_tokens=200)
     vectors = embedder.embed([index_text(s, rcfg.query_turns) for s in library])
     retriever = Retriever(embedder, ExactIndex(vectors), library, vectors, rcfg)
     student, generation, name = open_student(None, args.cache or home_dir() / "cache" / "student-calls.sqlite")
