@@ -63,7 +63,7 @@ def free_port() -> int:
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     cmd = [sys.executable, "-m", "edge_agent.cli", "serve", "--port", str(port), "--queue-size",
-           str(args.queue_size), "--log-level", "warning"]
+           str(args.queue_size), "--request-timeout", str(args.request_timeout), "--log-level", "warning"]
     if args.pack:
         cmd += ["--pack", str(args.pack)]
     if args.model:
@@ -195,8 +195,9 @@ async def run(args: argparse.Namespace) -> int:
             stop_at = t0 + args.duration
             tasks = [asyncio.create_task(client_loop(i, http, base, stats, args, stop_at)) for i in range(args.clients)]
             sampler = asyncio.create_task(sample_rss(pid, samples, t0, stop_at + 2))
-            # bounded: whatever is still running 60 s after the end is cancelled
-            _done, pending = await asyncio.wait(tasks, timeout=args.duration + 60)
+            # bounded: the server ends every request within request_timeout (504), so anything still
+            # running after that (plus slack) is a hang and counts as an error
+            _done, pending = await asyncio.wait(tasks, timeout=args.duration + args.request_timeout + 15)
             for task in pending:
                 task.cancel()
                 stats.error("client still running at the hard stop")
@@ -243,7 +244,8 @@ def report(args: argparse.Namespace, stats: Stats, samples: list[tuple[float, fl
         failures.append(f"{sum(stats.errors.values())} unintended errors")
     if crashed:
         failures.append("the server died")
-    if proc is not None and proc.returncode not in (0, None):
+    # uvicorn re-raises the SIGTERM it handled after a clean shutdown, hence -15
+    if proc is not None and proc.returncode not in (0, None, -signal.SIGTERM):
         failures.append(f"server exit code {proc.returncode} after SIGTERM")
     if growth > args.rss_growth_mib:
         failures.append(f"RSS grew {growth:.1f} MiB after warm-up")
@@ -260,6 +262,7 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=15.0, help="seconds before RSS must stop growing")
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--queue-size", type=int, default=8)
+    p.add_argument("--request-timeout", type=float, default=120.0, help="the started server's request_timeout")
     p.add_argument("--rss-growth-mib", type=float, default=24.0)
     p.add_argument("--pack", type=Path, default=None, help="pack for the started server (default: the demo pack)")
     p.add_argument("--model", default=None, help="model for the started server (default: the registry's)")
