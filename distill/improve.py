@@ -22,7 +22,7 @@ from .llm import Caller, StructuredFailure
 from .metrics import policy_violations
 from .prompts import judge_messages, merger_messages, render_items, writer_messages
 from .scenarios import Scenario
-from .schemas import Judgement, StrategyDraft, StrategyItem
+from .schemas import Judgement, StrategyDraft, StrategyItem, draft_schema
 from .student_runner import StudentRunner
 
 __all__ = ["Outcome", "Round", "best_round", "improve", "limit_items", "make_strategy", "should_continue"]
@@ -122,16 +122,19 @@ async def improve(scenario: Scenario, *, teacher_reply: str, student_reply: str,
         return Outcome(scenario, teacher_reply, student_reply, status="failed",
                        reason=f"the teacher's reply breaks policy rule(s) {', '.join(broken)}; not distilled")
     rounds: list[Round] = []
+    schema = draft_schema(settings.max_items)
     previous: tuple[StrategyItem, ...] = ()
     bad = student_reply
     failure = ""
     while should_continue([r.score for r in rounds], settings.rounds, settings.stop_at_max_score):
         try:
             draft = await caller.structured(
-                "writer", writer_messages(domain, history, teacher_reply, bad, settings.max_items), StrategyDraft)
+                "writer", writer_messages(domain, history, teacher_reply, bad, settings.max_items), StrategyDraft,
+                schema)
             if previous:
                 draft = await caller.structured(
-                    "merger", merger_messages(previous, draft.items, settings.max_items, history), StrategyDraft)
+                    "merger", merger_messages(previous, draft.items, settings.max_items, history), StrategyDraft,
+                    schema)
             items = limit_items(draft.items, settings.max_items)
             candidate = make_strategy(scenario, items, draft.compact, teacher_reply)
             reply = await student.reply_with(history, candidate)

@@ -41,12 +41,13 @@ class CallResult:
     cached: bool
 
 
-def response_format(endpoint: Endpoint, model: type[BaseModel] | None) -> dict[str, Any] | None:
+def response_format(endpoint: Endpoint, model: type[BaseModel] | None,
+                    schema: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     if model is None or endpoint.json_mode == "off":
         return None
     if endpoint.json_mode == "object":
         return {"type": "json_object"}
-    schema = json_schema(model)
+    schema = dict(schema or json_schema(model))
     if endpoint.json_mode == "schema":
         return {"type": "json_schema", "json_schema": {"name": model.__name__, "schema": schema}}
     return {"type": "json_object", "schema": schema}  # "grammar": llama.cpp's schema-constrained JSON
@@ -148,9 +149,14 @@ class Caller:
     async def text(self, role: str, messages: Sequence[Mapping[str, str]]) -> CallResult:
         return await self._call(role, messages, None)
 
-    async def structured(self, role: str, messages: Sequence[Mapping[str, str]], model: type[M]) -> M:
-        """Parse the role's reply as `model`; on bad output ask again (at most `json_retries` times)."""
-        fmt = response_format(self.endpoints[role], model)
+    async def structured(self, role: str, messages: Sequence[Mapping[str, str]], model: type[M],
+                         schema: Mapping[str, Any] | None = None) -> M:
+        """Parse the role's reply as `model`; on bad output ask again (at most `json_retries` times).
+
+        `schema` (default: the model's) is what schema-aware JSON modes send; a tighter one bounds
+        what a constrained decoder can produce.
+        """
+        fmt = response_format(self.endpoints[role], model, schema)
         base = [dict(m) for m in messages]
         current = base
         reason = ""

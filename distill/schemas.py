@@ -144,3 +144,13 @@ def repair_messages(messages: list[dict[str, str]], bad_reply: str, reason: str)
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()
+
+
+def draft_schema(max_items: int, item_chars: int = 200, compact_chars: int = 320) -> dict[str, Any]:
+    """StrategyDraft's schema with bounds a constrained decoder can enforce (item count, lengths)."""
+    schema = json.loads(json.dumps(StrategyDraft.model_json_schema()))
+    schema["properties"]["items"]["maxItems"] = max_items
+    schema["properties"]["compact"]["maxLength"] = compact_chars
+    for name in ("do", "avoid"):
+        schema["$defs"]["StrategyItem"]["properties"][name]["maxLength"] = item_chars
+    return schema

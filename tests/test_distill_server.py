@@ -27,17 +27,17 @@ pytestmark = pytest.mark.server
 AIRLINE = Path(__file__).resolve().parents[1] / "distill" / "domains" / "airline.toml"
 SMALL_ROLES = """
 [roles.teacher]
-max_tokens = 48
-timeout_s = 180
+max_tokens = 40
+timeout_s = 300
 max_retries = 1
 [roles.writer]
-max_tokens = 220
+max_tokens = 240
 [roles.merger]
-max_tokens = 220
+max_tokens = 240
 [roles.judge]
 max_tokens = 40
 [roles.customer]
-max_tokens = 40
+max_tokens = 32
 """
 
 
@@ -79,18 +79,21 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_tiny_build_with_a_real_server_gives_a_pack_the_device_answers_with(
         llama_server: str, onnx_embedder_dir: Path, tmp_path: Path) -> None:
     domain = tmp_path / "airline.toml"
-    domain.write_text(AIRLINE.read_text(encoding="utf-8") + SMALL_ROLES, encoding="utf-8")
+    # two short items per strategy keep the constrained JSON well inside max_tokens
+    text = AIRLINE.read_text(encoding="utf-8").replace("max_items = 10", "max_items = 2")
+    domain.write_text(text + SMALL_ROLES, encoding="utf-8")
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(distill_group, [
         "run", "--domain", str(domain), "--out", str(run_dir), "--teacher-url", llama_server,
         "--teacher-model", "smollm2", "--json-mode", "grammar", "--embedder", str(onnx_embedder_dir),
-        "--personas", "2", "--stages", "1.0", "--scenarios", "2", "--rounds", "2", "--max-turns", "2",
-        "--cut-turns", "1,2", "--student-max-tokens", "40", "--concurrency", "2", "--json"],
+        "--personas", "2", "--stages", "1.0", "--scenarios", "2", "--rounds", "2", "--max-turns", "1",
+        "--cut-turns", "1", "--student-max-tokens", "32", "--concurrency", "2", "--json"],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output[-3000:]
     report = json.loads(result.output[result.output.index("{"):])
     stage = report["stages"][0]
-    assert report["status"] == "finished" and stage["rollouts"] == 2 and stage["scenarios"] == 2
+    # two customers, cut after their first message: two scenarios (one if both opened alike)
+    assert report["status"] == "finished" and stage["rollouts"] == 2 and 1 <= stage["scenarios"] <= 2
     assert report["usage"]["total"]["calls"] > 0 and report["strategies"] >= 1, stage["failed"]
     for s in read_library(run_dir / "library" / "library.jsonl"):
         assert s.strategy and s.compact and s.exemplar and s.provenance["teacher_model"] == "smollm2"
