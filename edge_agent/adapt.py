@@ -9,23 +9,24 @@ revise it, and falls back to ordinary generation when the nearest exemplar is no
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from .conversation import query_text
 from .domain import PolicyRule
 from .prompting import _history
-from .retrieval import Hit
 from .rendering import clean_exemplar, trim_to_tokens
+from .retrieval import Hit
 
 __all__ = [
     "AdaptParams",
     "Fitted",
-    "unsupported_facts",
-    "fit_exemplar",
-    "revision_prompt",
-    "is_degenerate",
     "choose_adapted",
+    "fit_exemplar",
+    "is_degenerate",
+    "revision_prompt",
+    "unsupported_facts",
 ]
 
 _SENTENCE = re.compile(r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bMrs\.)(?<=[.!?])\s+|\n+")
@@ -57,7 +58,7 @@ class AdaptParams:
     min_revision_words: int = 8
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "AdaptParams":
+    def from_params(cls, params: Mapping[str, Any]) -> AdaptParams:
         known = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
         return cls(**known)
 
@@ -95,9 +96,9 @@ def unsupported_facts(sentence: str, context: str, rules: Sequence[PolicyRule] =
         if word[0].isupper() and word not in _COMMON_CAPITALS and \
                 not re.search(rf"\b{re.escape(word.lower())}\b", low):
             found.append(word)
-    m = _COMMITMENT.search(sentence)
-    if m:
-        found.append(m.group(0))
+    commitment = _COMMITMENT.search(sentence)
+    if commitment:
+        found.append(commitment.group(0))
     found += [f"rule:{r.id}" for r in rules if r.kind.startswith("forbidden") and r.matches(sentence)]
     return list(dict.fromkeys(found))
 
@@ -108,7 +109,8 @@ def fit_exemplar(exemplar: str, context: str, rules: Sequence[PolicyRule] = (),
     sentences = _sentences(trim_to_tokens(clean_exemplar(exemplar), params.exemplar_tokens))
     if not sentences:
         return Fitted(text="", kept=0, ok=False, reason="empty exemplar")
-    kept, dropped = [], []
+    kept: list[str] = []
+    dropped: list[str] = []
     for s in sentences:
         (dropped if unsupported_facts(s, context, rules) else kept).append(s)
     if not kept or len(dropped) > params.max_drop * len(sentences):

@@ -8,24 +8,32 @@ text added to the system prompt goes after the fixed prompt so its KV prefix sta
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from .conversation import parse_transcript
 from .library import Strategy
-from .prompting import (GUIDANCE_CLOSE, GUIDANCE_OPEN, Messages, _append_to_last_user, _history,
-                        guidance_text, register_renderer)
+from .prompting import (
+    GUIDANCE_CLOSE,
+    GUIDANCE_OPEN,
+    Messages,
+    _append_to_last_user,
+    _history,
+    guidance_text,
+    register_renderer,
+)
 from .retrieval import Hit, approx_tokens
 
 __all__ = [
+    "COMBINED_MODES",
     "EXEMPLAR_NOTE",
+    "PARTS",
     "SYSTEM_NOTE",
     "clean_exemplar",
-    "trim_to_tokens",
-    "injected_text",
-    "demo_turn",
     "combine",
-    "PARTS",
-    "COMBINED_MODES",
+    "demo_turn",
+    "injected_text",
+    "trim_to_tokens",
 ]
 
 SYSTEM_NOTE = "Notes from experienced agents for your next reply (private, do not quote them):"

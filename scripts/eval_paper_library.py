@@ -25,16 +25,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distill.tuning.compact import derive_compact  # noqa: E402
-from distill.tuning.data import parse_dev_rows, split_dev  # noqa: E402
-from distill.tuning.run import open_student, write_report  # noqa: E402
-from distill.tuning.tune import Candidate, compare, format_table, generate, make_agent_factory  # noqa: E402
-from edge_agent.domain import PolicyRule  # noqa: E402
-from edge_agent.files import home_dir  # noqa: E402
-from edge_agent.index import ExactIndex  # noqa: E402
-from edge_agent.library import Strategy  # noqa: E402
-from edge_agent.pack import index_text  # noqa: E402
-from edge_agent.retrieval import RetrievalConfig, Retriever  # noqa: E402
+from distill.tuning.compact import derive_compact
+from distill.tuning.data import parse_dev_rows, split_dev
+from distill.tuning.run import open_student, write_report
+from distill.tuning.tune import Candidate, compare, format_table, generate, make_agent_factory
+from edge_agent.domain import PolicyRule
+from edge_agent.files import home_dir
+from edge_agent.index import ExactIndex
+from edge_agent.library import Strategy
+from edge_agent.pack import index_text
+from edge_agent.retrieval import RetrievalConfig, Retriever
 
 DATA = REPO.parent / "shared" / "data" / "paper-airline"
 EMBEDDER_DIR = "embedders/all-minilm-l6-v2-int8-per-channel"
@@ -87,6 +87,18 @@ def retrieval_embedder():
     return SentenceEmbedder()
 
 
+def write_paper_pack(path: Path, library: list[Strategy], system_prompt: str, rcfg: RetrievalConfig) -> None:
+    from edge_agent.embedder import OnnxEmbedder
+    from edge_agent.pack import PackSettings, build_pack
+
+    directory = home_dir() / EMBEDDER_DIR
+    settings = PackSettings(retrieval={"top_k": rcfg.top_k, "threshold": rcfg.threshold,
+                                       "query_turns": rcfg.query_turns, "budget_tokens": rcfg.budget_tokens})
+    build_pack(path, library, OnnxEmbedder(directory), embedder_dir=directory, settings=settings,
+               domain={"name": "paper-airline", "company": "Yale Airline", "system_prompt": system_prompt,
+                       "rules": [REFUND_PROMISE.__dict__]})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -97,6 +109,8 @@ def main() -> int:
                     help="recent messages embedded for retrieval (1 = the latest customer message)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N stage-1 contexts (smoke runs)")
     ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--write-pack", type=Path, default=None,
+                    help="also build the stage-0 library as a pack here (outside the repo) for `edge-agent tune`")
     ap.add_argument("--out", type=Path, default=None, help="report JSON (a .txt table is written beside it)")
     args = ap.parse_args()
     if not (args.data / "library.jsonl").is_file():
@@ -117,6 +131,10 @@ def main() -> int:
     rcfg = RetrievalConfig(top_k=2, threshold=0.35, query_turns=args.query_turns, budget_tokens=200)
     vectors = embedder.embed([index_text(s, rcfg.query_turns) for s in library])
     retriever = Retriever(embedder, ExactIndex(vectors), library, vectors, rcfg)
+    if args.write_pack:
+        write_paper_pack(args.write_pack, library, system_prompt, rcfg)
+        print(f"pack written to {args.write_pack}; tune it with: edge-agent tune --pack {args.write_pack} "
+              f"--dev {args.data / 'library.jsonl'} --stage 1", file=sys.stderr)
     student, generation, name = open_student(None, args.cache or home_dir() / "cache" / "student-calls.sqlite")
     factory = make_agent_factory(student, system_prompt, retriever, generation, [REFUND_PROMISE])
     scorer = SentenceEmbedder()

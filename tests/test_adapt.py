@@ -57,7 +57,7 @@ HIST = [{"role": "user", "content": "I booked flight 442 for March and want a re
 
 def test_choose_routes() -> None:
     gen = ScriptedChat(["I'm sorry about the change. We can offer travel credits for the value of your ticket."])
-    generate = lambda m: gen.chat(m).text  # noqa: E731
+    generate = lambda m: gen.chat(m).text
     assert choose_adapted(CONTEXT, HIST, [HIT], {}, [], generate) == (EX, "exemplar")
     assert gen.calls == []  # no student call when the exemplar is reused
     text, route = choose_adapted(CONTEXT, HIST, [HIT], {"revise": True}, [], generate)

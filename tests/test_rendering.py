@@ -140,6 +140,6 @@ def test_real_student_uses_tuned_pack_settings(tmp_path: Path, student_path: Pat
     reply = agent.reply([{"role": "user", "content": "I want a refund for this month"}])
     messages, config = seen[0]
     assert SYSTEM_NOTE in messages[0]["content"] and EXEMPLAR_NOTE in messages[-1]["content"]
-    assert getattr(config, "repeat_penalty") == 1.25 and getattr(config, "max_tokens") == 12
+    assert config.repeat_penalty == 1.25 and config.max_tokens == 12
     assert reply.text and 0 < reply.usage.completion_tokens <= 12
     assert reply.usage.prompt_tokens == len(agent.student.tokenize_messages(messages)[0])  # type: ignore[attr-defined]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 from click.testing import CliRunner
@@ -154,7 +154,7 @@ def test_candidate_names() -> None:
 def test_tune_command_writes_best_into_pack(hash_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    import distill.tuning.run as run
+    from distill.tuning import run
     from distill.tuning.tune import make_agent_factory as real_factory
 
     pack = load_pack(hash_pack)

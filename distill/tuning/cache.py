@@ -11,9 +11,10 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from edge_agent.backends import ChatBackend, ChatResult, GenerationConfig, Message, Usage
 

@@ -13,7 +13,7 @@ import click
 from edge_agent.errors import ConfigError
 from edge_agent.files import home_dir
 
-__all__ = ["tune_command", "derive_compact_command"]
+__all__ = ["derive_compact_command", "tune_command"]
 
 
 def _floats(text: str) -> list[float]:
@@ -122,9 +122,9 @@ def derive_compact_command(library: Path, out: Path | None, overwrite: bool, max
         if not endpoint_model:
             raise click.ClickException(str(ConfigError("--endpoint needs --model NAME (the model to ask)")))
         chat = EndpointChat(endpoint, endpoint_model, os.environ.get(api_key_env) or "none")
-        derive = lambda text: derive_compact_llm(text, chat, max_sentences, max_tokens)  # noqa: E731
+        derive = lambda text: derive_compact_llm(text, chat, max_sentences, max_tokens)
     else:
-        derive = lambda text: derive_compact(text, max_sentences, max_tokens)  # noqa: E731
+        derive = lambda text: derive_compact(text, max_sentences, max_tokens)
     with click.progressbar(length=len(strategies), label="deriving", file=sys.stderr) as bar:
         filled, changed = fill_compact(strategies, derive, overwrite=overwrite, progress=bar.update)
     write_library(out or library, filled)

@@ -7,12 +7,13 @@ kept as sentences within a token budget); through any OpenAI-compatible endpoint
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from edge_agent.library import Strategy
 from edge_agent.retrieval import approx_tokens
 
-__all__ = ["derive_compact", "derive_compact_llm", "fill_compact", "COMPACT_INSTRUCTION"]
+__all__ = ["COMPACT_INSTRUCTION", "derive_compact", "derive_compact_llm", "fill_compact"]
 
 _EMULATE = re.compile(r"behaviou?r\s+to\s+(?:emulate|follow|adopt)\s*:?\s*", re.IGNORECASE)
 _AVOID = re.compile(r"behaviou?r\s+to\s+avoid\s*:?\s*", re.IGNORECASE)
@@ -155,7 +156,7 @@ class EndpointChat:
 
         try:
             response = self.client.chat.completions.create(
-                model=self.model, messages=[dict(m) for m in messages], temperature=0.0,
+                model=self.model, messages=[dict(m) for m in messages], temperature=0.0,  # type: ignore[misc]
                 max_tokens=getattr(config, "max_tokens", 160))
         except Exception as exc:  # the openai package raises many types; one actionable line
             raise BackendError(f"endpoint {self.client.base_url} failed ({type(exc).__name__}: "

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from edge_agent.conversation import parse_transcript
 from edge_agent.errors import ConfigError
 
 from .tune import DevItem
 
-__all__ = ["parse_dev_rows", "read_dev_file", "conversation_key", "split_dev"]
+__all__ = ["conversation_key", "parse_dev_rows", "read_dev_file", "split_dev"]
 
 _REFERENCE_KEYS = ("teacher_reply", "reference", "exemplar")
 

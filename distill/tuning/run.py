@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from edge_agent.agent import Agent, _pack_rules
 from edge_agent.backends import GenerationConfig
@@ -18,7 +19,7 @@ from edge_agent.retrieval import RetrievalConfig, Retriever
 from .cache import CachedChat
 from .tune import Candidate, TuneResult, format_table, make_agent_factory
 
-__all__ = ["TuningSetup", "open_student", "build_tuning", "write_report"]
+__all__ = ["TuningSetup", "build_tuning", "open_student", "write_report"]
 
 
 @dataclass

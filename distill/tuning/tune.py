@@ -8,13 +8,20 @@ Generation is the only expensive step; pass a `CachedChat` student to make rerun
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from distill.metrics import Estimate, mean_ci, paired_diff_ci, policy_violations, reply_similarity, \
-    repeated_sentence_share
+from distill.metrics import (
+    Estimate,
+    mean_ci,
+    paired_diff_ci,
+    policy_violations,
+    repeated_sentence_share,
+    reply_similarity,
+)
 from edge_agent.agent import Agent
 from edge_agent.backends import ChatBackend, GenerationConfig
 from edge_agent.domain import PolicyRule
@@ -23,8 +30,20 @@ from edge_agent.errors import ConfigError
 from edge_agent.prompting import PromptConfig
 from edge_agent.retrieval import Retriever
 
-__all__ = ["Candidate", "DevItem", "Outcome", "Row", "TuneResult", "generate", "compare", "tune",
-           "make_agent_factory", "format_table", "candidate_grid", "DEFAULT_MODES"]
+__all__ = [
+    "DEFAULT_MODES",
+    "Candidate",
+    "DevItem",
+    "Outcome",
+    "Row",
+    "TuneResult",
+    "candidate_grid",
+    "compare",
+    "format_table",
+    "generate",
+    "make_agent_factory",
+    "tune",
+]
 
 DEFAULT_MODES = ("plain", "bracketed", "compact", "system", "exemplar", "exemplar_system", "demo",
                  "compact+exemplar", "system+demo", "adapt")
@@ -89,7 +108,7 @@ class Row:
         return self.violation_rate <= self.base_violation_rate + 1e-9
 
     def to_json(self) -> dict[str, Any]:
-        est = lambda e: {"mean": round(e.mean, 4), "low": round(e.low, 4), "high": round(e.high, 4)}  # noqa: E731
+        est = lambda e: {"mean": round(e.mean, 4), "low": round(e.low, 4), "high": round(e.high, 4)}
         return {"name": self.name, **self.candidate.to_json(), "similarity": est(self.similarity),
                 "diff_vs_base": est(self.diff), "violation_rate": round(self.violation_rate, 4),
                 "base_violation_rate": round(self.base_violation_rate, 4), "feasible": self.feasible,
@@ -167,8 +186,8 @@ def compare(outcomes: Sequence[Outcome], items: Sequence[DevItem], embedder: Emb
                 key = r.split(":")[0]
                 routes[key] = routes.get(key, 0) + 1
         rows.append(Row(
-            name=o.candidate.name, candidate=o.candidate, similarity=mean_ci(o.similarity, seed=seed),
-            diff=paired_diff_ci(o.similarity, base.similarity, seed=seed),
+            name=o.candidate.name, candidate=o.candidate, similarity=mean_ci(o.similarity.tolist(), seed=seed),
+            diff=paired_diff_ci(o.similarity.tolist(), base.similarity.tolist(), seed=seed),
             violation_rate=float(np.mean([bool(v) for v in o.violations])) if o.violations else 0.0,
             base_violation_rate=float(np.mean([bool(v) for v in base.violations])) if base.violations else 0.0,
             prompt_tokens=float(np.mean(o.prompt_tokens)) if o.prompt_tokens else 0.0,
@@ -196,7 +215,7 @@ def format_table(result: TuneResult) -> str:
     for r in result.rows:
         mark = "*" if r is result.best else " "
         sim = f"{r.similarity.mean:.3f} [{r.similarity.low:.3f}, {r.similarity.high:.3f}]"
-        lines.append(f"{mark}{r.name[:33]:33} {sim:>24} {str(r.diff):>26} {r.violation_rate:6.1%} "
+        lines.append(f"{mark}{r.name[:33]:33} {sim:>24} {r.diff!s:>26} {r.violation_rate:6.1%} "
                      f"{r.base_violation_rate:6.1%} {r.prompt_tokens:6.0f} {r.ttft_ms:8.0f} {r.repeated:5.2f}")
     return "\n".join(lines)
 
