@@ -8,7 +8,7 @@ first, and the same ids for the same data (a contract test checks it). FAISS is 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,7 +74,7 @@ class FaissIndex:
     def save(self, path: Path) -> None:
         import faiss
 
-        faiss.write_index(self._index, str(path))
+        faiss.write_index(self._index, str(path))  # type: ignore[call-overload]
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = _as_queries(query)
@@ -91,12 +91,21 @@ def build_faiss(vectors: np.ndarray, kind: str = "auto", hnsw_m: int = 32, ef_se
     n, dim = vectors.shape
     if kind == "auto":
         kind = "hnsw" if n >= HNSW_MIN_ROWS else "flat"
+    index: Any
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = ef_search
+        # One thread while adding keeps the graph, and so the file, identical across builds.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            index.add(vectors)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        return FaissIndex(index)
     else:
         raise PackError(f"unknown index kind {kind!r}; use flat, hnsw or auto")
     index.add(vectors)

@@ -365,7 +365,7 @@ def build_pack(
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         vectors[chunk] = embedder.embed([texts[i] for i in chunk])
-    info = {"id": embedder.id, "kind": "hash" if isinstance(embedder, HashEmbedder) else "onnx"}
+    info: dict[str, Any] = {"id": embedder.id, "kind": "hash" if isinstance(embedder, HashEmbedder) else "onnx"}
     if isinstance(embedder, HashEmbedder):
         info["seed"] = embedder.seed
     elif embedder_dir is not None:

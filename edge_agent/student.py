@@ -82,7 +82,7 @@ class LlamaStudent:
 
     # --- prompt handling -------------------------------------------------------------------
     def format_prompt(self, messages: Sequence[Message]) -> tuple[str, list[str], bool]:
-        result = self.formatter(messages=[dict(m) for m in messages])
+        result = self.formatter(messages=[dict(m) for m in messages])  # type: ignore[misc]
         stop = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
         return result.prompt, stop, bool(result.added_special)
 
@@ -128,8 +128,9 @@ class LlamaStudent:
             first: float | None = None
             pieces = 0
             finish = "stop"
-            for chunk in self.llm.create_completion(prompt=tokens, stream=True, **kwargs):
-                choice = chunk["choices"][0]
+            chunks: Any = self.llm.create_completion(prompt=tokens, stream=True, **kwargs)
+            for chunk in chunks:
+                choice: Any = chunk["choices"][0]
                 text = choice.get("text", "")
                 if first is None:
                     first = time.perf_counter()
