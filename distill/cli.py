@@ -88,12 +88,13 @@ class _Progress:
             self.progress.update(self.tasks["scenario"], completed=self.counts["scenario"], info=self._info())
 
 
-def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str, Any], budget: Mapping[str, Any]) -> None:
+def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str, Any], budget: Mapping[str, Any],
+             teacher: Mapping[str, Any] | None = None) -> None:
     from .loop import run_build
     from .rundir import open_build
 
     progress = _Progress(enabled=not as_json and not no_progress and sys.stderr.isatty())
-    build = open_build(run_dir, loop=loop, budget=budget, on_event=progress)
+    build = open_build(run_dir, loop=loop, budget=budget, teacher=teacher, on_event=progress)
     progress.build = build
 
     async def main() -> dict[str, Any]:
@@ -146,6 +147,8 @@ _LOOP_OPTIONS = [
 ]
 _RUN_OPTIONS = [
     click.option("--concurrency", type=click.IntRange(1, 256), default=None, help="Teacher calls in flight."),
+    click.option("--timeout-s", type=click.FloatRange(min=0.1), default=None,
+                 help="Per-call timeout for the teacher (and roles that inherit it); raise it for slow local servers."),
     click.option("--max-calls", type=click.IntRange(0), default=None, help="Stop after N paid calls."),
     click.option("--max-tokens", "max_total_tokens", type=click.IntRange(0), default=None,
                  help="Stop after N paid tokens."),
@@ -218,7 +221,8 @@ def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teach
 
     init_run(run_dir, domain_path, teacher={"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env,
                                             "json_mode": json_mode},
-             loop={**_loop_overrides(kw), "student_max_tokens": student_max_tokens}, budget=_budget_overrides(kw), student=student, embedder=embedder, cache=cache)
+             loop={**_loop_overrides(kw), "student_max_tokens": student_max_tokens},
+             teacher_timeout=kw.get("timeout_s"), budget=_budget_overrides(kw), student=student, embedder=embedder, cache=cache)
     _execute(run_dir, kw["as_json"], kw["no_progress"], {}, {})
 
 
@@ -233,7 +237,7 @@ def resume_command(run_dir: Path, **kw: Any) -> None:
       edge-agent distill resume runs/desk --max-cost 10
     """
     loop = {"concurrency": kw.get("concurrency")}
-    _execute(run_dir, kw["as_json"], kw["no_progress"], loop, _budget_overrides(kw))
+    _execute(run_dir, kw["as_json"], kw["no_progress"], loop, _budget_overrides(kw), {"timeout_s": kw.get("timeout_s")})
 
 
 @distill_group.command("estimate")

@@ -77,14 +77,15 @@ class Build:
 
 def init_run(run_dir: Path, domain_path: Path, *, teacher: Mapping[str, Any] | None = None,
              loop: Mapping[str, Any] | None = None, budget: Mapping[str, Any] | None = None,
-             student: str = "", embedder: str = "", cache: Path | None = None, run_id: str | None = None) -> Path:
+             student: str = "", embedder: str = "", cache: Path | None = None, run_id: str | None = None,
+             teacher_timeout: float | None = None) -> Path:
     """Create a run directory (refusing one that already holds a run: resume that instead)."""
     run_dir = Path(run_dir)
     if (run_dir / CONFIG).exists():
         raise ConfigError(f"{run_dir} already holds a run; continue it with: edge-agent distill resume {run_dir}")
     domain = load_domain(domain_path)
     settings = settings_from_domain(domain.settings, Path(domain_path).name).with_overrides(
-        teacher=teacher, loop=loop, budget=budget)
+        teacher={**dict(teacher or {}), "timeout_s": teacher_timeout}, loop=loop, budget=budget)
     for role in ROLES:
         settings.endpoint(role)  # fail now, not after the first stage, if a role has no endpoint
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,12 +136,17 @@ def _student(spec: str) -> tuple[ChatBackend, str]:
 def open_build(run_dir: Path, *, backends: Mapping[str, AsyncChat] | None = None,
                student: ChatBackend | None = None, embedder: Embedder | None = None,
                loop: Mapping[str, Any] | None = None, budget: Mapping[str, Any] | None = None,
-               on_event: EventFn | None = None) -> Build:
-    """Open a run directory for (re)starting; `loop`/`budget` override its stored settings."""
+               teacher: Mapping[str, Any] | None = None, on_event: EventFn | None = None) -> Build:
+    """Open a run directory for (re)starting; `loop`/`budget`/`teacher` override its stored settings.
+
+    Only settings that do not change what is asked (timeouts, retries, concurrency, budgets) should
+    be overridden on resume; the CLI offers just those.
+    """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     domain = load_domain(run_dir / DOMAIN)
-    settings = parse_settings(config["settings"], f"{run_dir / CONFIG}").with_overrides(loop=loop, budget=budget)
+    settings = parse_settings(config["settings"], f"{run_dir / CONFIG}").with_overrides(
+        loop=loop, budget=budget, teacher=teacher)
     endpoints = {role: settings.endpoint(role) for role in ROLES}
     if backends is None:
         backends = OpenAIChat.for_roles(endpoints)
