@@ -37,9 +37,10 @@ def _ask(ep: Any) -> Any:
 
 @pytest.mark.parametrize("fault", ["429", "500", "timeout", "drop"])
 def test_transient_faults_are_retried_by_the_client(fault: str) -> None:
-    with LoopbackTeacher(faults=lambda n, body: fault if n == 1 else None, timeout_sleep_s=1.5) as t:
-        result = _ask(_endpoint(t.base_url, timeout_s=0.5, max_retries=2))
-        assert result.text and t.requests == 2
+    with LoopbackTeacher(faults=lambda n, body: fault if n == 1 else None, timeout_sleep_s=4.0) as t:
+        result = _ask(_endpoint(t.base_url, timeout_s=1.5, max_retries=3))
+        # the first request failed; a retry answered (a loaded machine may need one more)
+        assert result.text and 2 <= t.requests <= 3
 
 
 def test_persistent_failure_names_the_fix_and_hides_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
