@@ -56,7 +56,7 @@ def test_persistent_failure_names_the_fix_and_hides_the_key(monkeypatch: pytest.
 def _build(tmp: Path, url: str, name: str = "run", **loop: Any) -> dict[str, Any]:
     run_dir = tmp / name
     if not (run_dir / "config.json").exists():
-        init_run(run_dir, AIRLINE, teacher={"base_url": url, "model": "fake", "max_retries": 1, "timeout_s": 0.5},
+        init_run(run_dir, AIRLINE, teacher={"base_url": url, "model": "fake", "max_retries": 1, "timeout_s": 10.0},
                  loop={"personas": 1, "stages": (1.0,), "rounds": 2, "concurrency": 2, **loop}, student="echo",
                  embedder="hash", cache=tmp / f"{name}.sqlite", run_id=name)
     b = open_build(run_dir, student=EchoStudent(), embedder=HashEmbedder())
