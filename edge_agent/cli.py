@@ -103,7 +103,7 @@ class RootGroup(LazyGroup):
             raise click.ClickException(str(exc)) from None
 
 
-@click.group(cls=RootGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("edge-agent", cls=RootGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edge-agent")
 def cli() -> None:
     """Offline customer-support agent: a small GGUF student guided by retrieved strategies.
