@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .conversation import query_text
 from .domain import PolicyRule
 from .prompting import _history
@@ -27,6 +29,7 @@ __all__ = [
     "is_degenerate",
     "revision_prompt",
     "unsupported_facts",
+    "rerank_hits",
 ]
 
 _SENTENCE = re.compile(r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bMrs\.)(?<=[.!?])\s+|\n+")
@@ -56,6 +59,7 @@ class AdaptParams:
     exemplar_tokens: int = 200  # longest exemplar kept (whole sentences)
     fallback: str = "plain"  # rendering mode used when the exemplar does not fit
     min_revision_words: int = 8
+    rerank: float = 0.0  # > 0: also weigh how close each candidate's exemplar is to the customer's message
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AdaptParams:
@@ -144,6 +148,12 @@ def context_text(system_prompt: str, history: Sequence[Mapping[str, str]]) -> st
     return system_prompt + "\n" + query_text(history, 0)
 
 
+def rerank_hits(hits: Sequence[Hit], message_vec: np.ndarray, exemplar_vecs: np.ndarray, weight: float) -> list[Hit]:
+    """Hits ordered by scenario score + weight x cosine(customer message, hit's exemplar)."""
+    combined = [h.score + weight * float(v @ message_vec) for h, v in zip(hits, exemplar_vecs)]
+    return [hits[i] for i in sorted(range(len(hits)), key=lambda i: -combined[i])]
+
+
 def choose_adapted(
     system_prompt: str,
     history: Sequence[Mapping[str, str]],
@@ -151,6 +161,7 @@ def choose_adapted(
     params: Mapping[str, Any],
     rules: Sequence[PolicyRule],
     generate: Callable[[list[dict[str, str]]], str],
+    embed: Callable[[list[str]], np.ndarray] | None = None,
 ) -> tuple[str, str]:
     """(reply, route) where route is "exemplar", "revised" or "fallback:<why>".
 
@@ -158,7 +169,11 @@ def choose_adapted(
     generation itself so it can stream it.
     """
     cfg = AdaptParams.from_params(params)
-    if not hits or not hits[0].strategy.exemplar.strip():
+    hits = [h for h in hits if h.strategy.exemplar.strip()]
+    if cfg.rerank > 0 and embed is not None and len(hits) > 1:
+        vecs = embed([query_text(history, 1), *(clean_exemplar(h.strategy.exemplar) for h in hits)])
+        hits = rerank_hits(hits, vecs[0], vecs[1:], cfg.rerank)
+    if not hits:
         return "", "fallback:no exemplar"
     if hits[0].score < cfg.min_score:
         return "", f"fallback:score {hits[0].score:.2f} < {cfg.min_score}"

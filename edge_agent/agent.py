@@ -181,8 +181,9 @@ class Agent:
         if mode == "adapt":
             from .adapt import choose_adapted
 
+            embed = self.retriever.embedder.embed if self.retriever is not None else None
             text, route = choose_adapted(self.system_prompt, history, found.hits, pcfg.params, self.rules,
-                                         lambda msgs: self.student.chat(msgs, cfg).text)
+                                         lambda msgs: self.student.chat(msgs, cfg).text, embed)
             if route.startswith("fallback"):
                 fallback = PromptConfig.from_mapping({"mode": str(pcfg.params.get("fallback", "plain")),
                                                       "params": pcfg.params})

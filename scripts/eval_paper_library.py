@@ -60,6 +60,7 @@ CANDIDATES = [
     Candidate("compact+exemplar"),
     Candidate("system+demo"),
     Candidate("adapt", {"min_score": 0.6}, label="adapt-exemplar"),
+    Candidate("adapt", {"min_score": 0.6, "rerank": 1.0}, label="adapt-rerank", retrieval={"top_k": 8}),
     Candidate("adapt", {"min_score": 0.6, "revise": True}, label="adapt-revise"),
 ]
 

@@ -90,3 +90,16 @@ def test_agent_adapt_reuses_or_falls_back() -> None:
     assert "".join(stream) == "Generated reply."
     assert stream.reply is not None and stream.reply.route.startswith("fallback:")
     assert "Offer credits." in student.calls[-1][-1]["content"]  # the fallback mode's rendering
+
+
+def test_rerank_prefers_exemplar_close_to_message() -> None:
+    import numpy as np
+
+    from edge_agent.adapt import rerank_hits
+
+    a, b = Hit(Strategy(id="a", scenario="x", strategy="s", exemplar="A."), 0.80, 0), \
+        Hit(Strategy(id="b", scenario="y", strategy="s", exemplar="B."), 0.75, 1)
+    msg = np.array([1.0, 0.0])
+    exemplars = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert [h.strategy.id for h in rerank_hits([a, b], msg, exemplars, 1.0)] == ["b", "a"]
+    assert [h.strategy.id for h in rerank_hits([a, b], msg, exemplars, 0.01)] == ["a", "b"]

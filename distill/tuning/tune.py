@@ -57,6 +57,7 @@ class Candidate:
     params: Mapping[str, Any] = field(default_factory=dict)
     generation: Mapping[str, Any] = field(default_factory=dict)
     label: str = ""
+    retrieval: Mapping[str, Any] = field(default_factory=dict)  # overrides, e.g. more candidates to rerank
 
     @property
     def name(self) -> str:
@@ -67,7 +68,8 @@ class Candidate:
         return self.mode + (f" ({', '.join(extra)})" if extra else "")
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "params": dict(self.params), "generation": dict(self.generation)}
+        out = {"mode": self.mode, "params": dict(self.params), "generation": dict(self.generation)}
+        return {**out, "retrieval": dict(self.retrieval)} if self.retrieval else out
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,9 @@ def make_agent_factory(student: ChatBackend, system_prompt: str, retriever: Retr
     """Agents sharing one student and retriever, each with a candidate's mode and decoding."""
     def factory(c: Candidate) -> Agent:
         prompting = PromptConfig.from_mapping({"mode": c.mode, "params": dict(c.params)})
-        return Agent(student, system_prompt=system_prompt, retriever=retriever, prompting=prompting,
-                     generation=generation.merged(**dict(c.generation)), rules=rules)
+        retrieval = retriever.config.merged(**dict(c.retrieval)) if retriever is not None else None
+        return Agent(student, system_prompt=system_prompt, retriever=retriever, retrieval=retrieval,
+                     prompting=prompting, generation=generation.merged(**dict(c.generation)), rules=rules)
     return factory
 
 
