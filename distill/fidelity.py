@@ -46,24 +46,24 @@ _SHORT = (
 )
 
 _MEDIUM = (
-    "Customer: Hi, I bought a standing desk three weeks ago and one of the legs wobbles.\n"
+    ("Customer: Hi, I bought a standing desk three weeks ago and one of the legs wobbles.\n"
     "Agent: Sorry to hear that. Have you tightened the bolts under the frame?\n"
-    "Customer: Yes, twice. It still moves when I type, and the motor makes a grinding noise.",
-    "Customer: I want to return a jacket but I've lost the receipt.\n"
+    "Customer: Yes, twice. It still moves when I type, and the motor makes a grinding noise."),
+    ("Customer: I want to return a jacket but I've lost the receipt.\n"
     "Agent: No problem, I can look it up with your email. Which address did you use?\n"
-    "Customer: It was a gift, so probably my aunt's email. I don't know it.",
-    "I'm writing on behalf of my elderly father. He signed up for your streaming service by "
+    "Customer: It was a gift, so probably my aunt's email. I don't know it."),
+    ("I'm writing on behalf of my elderly father. He signed up for your streaming service by "
     "accident through a pop-up on his tablet and has been billed for four months. He never "
-    "watched anything. Can the charges be reversed and the subscription closed?",
-    "Customer: The smart thermostat lost its Wi-Fi connection after the router was replaced.\n"
+    "watched anything. Can the charges be reversed and the subscription closed?"),
+    ("Customer: The smart thermostat lost its Wi-Fi connection after the router was replaced.\n"
     "Agent: You'll need to re-run the pairing from the app: Settings, Devices, Add network.\n"
     "Customer: There's no 'Add network' option, only 'Remove device'. Will removing it erase my "
-    "heating schedule?",
+    "heating schedule?"),
 )
 
 _LONG = (
     # More than a 256-token window: the device keeps the end, so the last turns decide.
-    "Customer: Good morning. I'm contacting you about order 88213 which I placed on the second of "
+    ("Customer: Good morning. I'm contacting you about order 88213 which I placed on the second of "
     "the month. It contained a sofa, two armchairs and a coffee table. The sofa and the table came "
     "on the promised day, the delivery crew were polite and careful, and everything was assembled "
     "properly. The armchairs, however, were not on the truck. The driver said they would follow "
@@ -77,8 +77,8 @@ _LONG = (
     "Agent: I'm very sorry. I can see the carrier marked a failed attempt yesterday at 15:40.\n"
     "Customer: Exactly, and it's false. I don't want another promise of a window. I want either a "
     "confirmed date with a named carrier, or a full refund for the two chairs plus compensation for "
-    "the three afternoons of leave I've lost. Which of those can you actually do today?",
-    "Customer: I run a small bakery and use your point-of-sale terminal and the card reader you "
+    "the three afternoons of leave I've lost. Which of those can you actually do today?"),
+    ("Customer: I run a small bakery and use your point-of-sale terminal and the card reader you "
     "leased us last year. Since Monday, roughly one in five contactless payments fails with the "
     "message 'card read error, try again'. Chip and PIN payments go through fine. We've restarted "
     "the terminal, updated the firmware from the settings menu, and swapped the USB cable for a new "
@@ -90,8 +90,8 @@ _LONG = (
     "I also noticed the reader gets quite warm by ten o'clock. My neighbour who has the same model "
     "says his is fine. I honestly don't have time for more troubleshooting; I need a replacement "
     "reader sent by courier before the weekend, because Saturday is our busiest day and I cannot "
-    "afford another morning like today. Can you arrange that and tell me how I return the old one?",
-    "I have been a customer of yours for almost nine years and I have never complained before, so "
+    "afford another morning like today. Can you arrange that and tell me how I return the old one?"),
+    ("I have been a customer of yours for almost nine years and I have never complained before, so "
     "please read this carefully. In January I moved house and updated my address in my profile. I "
     "also phoned your billing line to confirm the change and the person I spoke to said everything "
     "was updated. In February my paper statement went to the old address anyway. In March the same "
@@ -103,8 +103,8 @@ _LONG = (
     "now is simple: remove the late-payment fee, switch me to electronic statements only, confirm "
     "in writing that the old address has been removed from every system, and tell me what you are "
     "doing about the fact that my financial details were sent to someone else. I would also like to "
-    "know whether I should be worried about fraud and whether you will pay for credit monitoring.",
-    "Customer: My laptop won't charge.\nAgent: Which model is it and which charger are you using?\n"
+    "know whether I should be worried about fraud and whether you will pay for credit monitoring."),
+    ("Customer: My laptop won't charge.\nAgent: Which model is it and which charger are you using?\n"
     "Customer: The 14-inch one from last autumn, with the charger that came in the box.\n"
     "Agent: Is the charging light on when you plug it in?\nCustomer: It blinks orange three times "
     "and then goes off.\nAgent: Three orange blinks usually mean the battery is too cold or too "
@@ -117,8 +117,8 @@ _LONG = (
     "Understood. Could you check the charger's cable for any kinks or bent pins?\nCustomer: The "
     "cable looks fine but the connector feels loose when I wiggle it. Honestly I've spent an hour "
     "on this. The laptop is still under warranty. Can you just send me a new charger, or tell me "
-    "where I can take the laptop to be repaired this week?",
-    "Hello, I'm trying to make sense of my latest phone bill and I'm getting nowhere. Last month I "
+    "where I can take the laptop to be repaired this week?"),
+    ("Hello, I'm trying to make sense of my latest phone bill and I'm getting nowhere. Last month I "
     "upgraded from the basic plan to the unlimited plan because the sales page said it included "
     "roaming in Europe at no extra cost. I went to Portugal for a week, used maps and messaging, "
     "made a few calls home, and came back to a bill that is almost three times my normal amount. "
@@ -130,8 +130,8 @@ _LONG = (
     "start immediately and be prorated, but I was charged a full month for both plans. I would "
     "like the roaming charges removed, the duplicate plan fee refunded, and my account put on the "
     "plan I actually agreed to. And please tell me how I stop the app from buying data passes "
-    "without asking, because I'm travelling again in three weeks.",
-    "Agent: Thanks for waiting. I've reviewed the account history.\nCustomer: Finally. So what "
+    "without asking, because I'm travelling again in three weeks."),
+    ("Agent: Thanks for waiting. I've reviewed the account history.\nCustomer: Finally. So what "
     "happened to my order?\nAgent: The order was split into two shipments. The first, containing "
     "the running shoes and the socks, was delivered on Tuesday and signed for at the front desk of "
     "your building. The second, with the rain jacket, is still at the regional hub because the "
@@ -143,7 +143,7 @@ _LONG = (
     "investigation for the shoes, which normally takes three to five business days, and I'll ask "
     "the hub to relabel the jacket.\nCustomer: I don't want to wait five days to find out the "
     "shoes are lost. I have a race on Sunday. Can you send a replacement pair today by express, and "
-    "sort out the investigation with the carrier yourselves afterwards?",
+    "sort out the investigation with the carrier yourselves afterwards?"),
 )
 
 FIDELITY_TEXTS: tuple[str, ...] = _SHORT + _MEDIUM + _LONG

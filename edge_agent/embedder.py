@@ -89,12 +89,19 @@ class OnnxEmbedder:
                     f"embedder directory {directory} lacks {needed}; "
                     "re-export it with: edge-agent models export-embedder"
                 )
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        self.id: str = config["id"]
-        self.dim: int = int(config["dim"])
-        self.max_tokens: int = int(config.get("max_tokens", 256))
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            self.id: str = str(config["id"])
+            self.dim: int = int(config["dim"])
+            self.max_tokens: int = int(config.get("max_tokens", 256))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ModelError(f"{config_path} is unreadable or lacks id/dim ({err}); "
+                             "re-export it with: edge-agent models export-embedder") from err
         self.pooling: str = config.get("pooling", "mean")
         self.normalise: bool = bool(config.get("normalise", True))
+        if self.pooling != "mean":
+            raise ModelError(f"{config_path}: pooling {self.pooling!r} is not supported (only 'mean'); "
+                             "re-export it with: edge-agent models export-embedder")
         self.directory = directory
         self.calls = 0
         self.texts_embedded = 0
@@ -102,15 +109,24 @@ class OnnxEmbedder:
         self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         # Keep the end of long texts: the latest turns decide which strategy applies.
         self.tokenizer.enable_truncation(max_length=self.max_tokens, direction="left")
-        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        # Texts run one at a time (see `embed`); a tokenizer.json saved with fixed-length padding
+        # would only add masked work.
+        self.tokenizer.no_padding()
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("EDGE_AGENT_EMBED_THREADS", "1"))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime's errors share no base class beyond Exception
+            raise ModelError(
+                f"onnxruntime {ort.__version__} cannot load {directory / 'model.onnx'}: "
+                f"{str(err).splitlines()[0][:200]}; upgrade onnxruntime or re-export with: "
+                "edge-agent models export-embedder --force"
+            ) from err
         self._input_names = {i.name for i in self.session.get_inputs()}
 
     def count_tokens(self, text: str) -> int:
@@ -126,13 +142,17 @@ class OnnxEmbedder:
         self.texts_embedded += len(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._input_names:
-            feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self.session.run(None, feeds)[0]  # (batch, seq, dim)
-        weights = mask[:, :, None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
-        return l2_normalise(pooled) if self.normalise else pooled.astype(np.float32)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # One text per run, never a padded batch: int8 models quantise activations with one scale
+        # per call, so in a batch a text's vector would depend on its neighbours and the padding.
+        for row, text in enumerate(texts):
+            encoding = self.tokenizer.encode(text)
+            ids = np.array([encoding.ids], dtype=np.int64)
+            mask = np.array([encoding.attention_mask], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self._input_names:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feeds)[0]  # (1, seq, dim)
+            weights = mask[:, :, None].astype(np.float32)
+            out[row] = ((hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9))[0]
+        return l2_normalise(out) if self.normalise else out
