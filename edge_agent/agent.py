@@ -191,7 +191,7 @@ class Agent:
                 pieces = iter(self.student.stream(messages, cfg))
             else:
                 ready_ms = (time.perf_counter() - start) * 1e3
-                pieces = iter([text])
+                pieces = iter([w if i == 0 else " " + w for i, w in enumerate(text.split(" "))])
 
         def finish(text: str) -> Reply:
             stats = dict(getattr(self.student, "last_stats", {}) or {})

@@ -12,7 +12,7 @@ from edge_agent.backends import GenerationConfig
 from edge_agent.embedder import OnnxEmbedder
 from edge_agent.library import read_library
 from edge_agent.pack import PackSettings, build_pack, load_pack
-from edge_agent.prompting import GUIDANCE_OPEN
+from edge_agent.prompting import GUIDANCE_OPEN, PromptConfig
 
 pytestmark = pytest.mark.real
 
@@ -50,18 +50,20 @@ def test_offline_turn_with_strategies(agent: Agent, monkeypatch: pytest.MonkeyPa
     assert reply.hits, "a clearly relevant strategy should be retrieved"
     assert reply.hits[0].strategy.tags and "outage" in reply.hits[0].strategy.tags
     assert GUIDANCE_OPEN in reply.prompt[-1]["content"] or reply.mode != "compact"
-    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    if reply.route != "exemplar":  # adapt mode may answer with the fitted exemplar, without the student
+        assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
     assert reply.usage.completion_tokens <= 48
 
 
 def test_kv_prefix_is_reused_across_turns(agent: Agent) -> None:
     agent.student.reset()
     history = [{"role": "user", "content": "Hello, my bill is higher than usual this month."}]
-    first = agent.reply(history)
+    compact = PromptConfig(mode="compact")  # a mode that always runs the student
+    first = agent.reply(history, prompting=compact)
     assert first.usage.evaluated_prompt_tokens == first.usage.prompt_tokens
     history += [{"role": "assistant", "content": first.text},
                 {"role": "user", "content": "It says there is a late payment fee. I paid on time."}]
-    second = agent.reply(history)
+    second = agent.reply(history, prompting=compact)
     system_tokens = agent.student.count_tokens(agent.system_prompt)
     assert second.usage.evaluated_prompt_tokens < second.usage.prompt_tokens - system_tokens
 

@@ -57,7 +57,8 @@ def real_pack(tmp_path_factory: pytest.TempPathFactory, onnx_embedder_dir: Path)
 @pytest.fixture(scope="module")
 def agent(real_pack: Path, student_path: Path) -> Agent:
     # A 1024-token window (the model allows 2048) keeps the trimming test's prefill short on 2 cores.
-    return Agent.from_pack(real_pack, str(student_path), n_ctx=1024)
+    # compact: a mode that always runs the student (the demo's adapt mode may answer without it)
+    return Agent.from_pack(real_pack, str(student_path), n_ctx=1024, prompting={"mode": "compact"})
 
 
 @pytest.fixture(scope="module")
