@@ -103,7 +103,8 @@ def write_paper_pack(path: Path, library: list[Strategy], system_prompt: str, rc
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--modes", default="", help="comma-separated candidate names/modes (default: all)")
+    ap.add_argument("--modes", default="plain,adapt-exemplar,adapt-rerank",
+                    help="comma-separated candidate names or modes, or 'all' (every mode: hours on 2 cores)")
     ap.add_argument("--dev-share", type=float, default=0.3, help="share of conversations used to choose the mode")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--query-turns", type=int, default=1,
@@ -120,7 +121,7 @@ def main() -> int:
     library, items, system_prompt = load(args.data)
     if args.limit:
         items = items[: args.limit]
-    wanted = {m.strip() for m in args.modes.split(",") if m.strip()}
+    wanted = {m.strip() for m in args.modes.split(",") if m.strip() and m.strip() != "all"}
     candidates = [c for c in CANDIDATES if not wanted or c.name in wanted or c.mode in wanted or c.mode == "plain"]
     dev, test = split_dev(items, args.dev_share, seed=args.seed)
     print(f"library {len(library)} stage-0 strategies; {len(items)} stage-1 contexts: dev {len(dev)}, "
