@@ -36,7 +36,9 @@ _SENTENCE = re.compile(r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bMrs\.)(?<=[.!?])
 _NUMBER = re.compile(r"[$£€]?\d[\d,.:/-]*%?")
 _MONTHS_DAYS = re.compile(
     r"\b(january|february|march|april|may|june|july|august|september|october|november|december|"
-    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|yesterday|tonight)\b", re.IGNORECASE)
+    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|yesterday|tonight)\b",
+    re.IGNORECASE,
+)
 _HONORIFIC_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+([A-Z][a-zA-Z'-]+)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 # A commitment already made or promised in the exemplar's own conversation.
@@ -44,9 +46,34 @@ _COMMITMENT = re.compile(
     r"\b(?:i|we)(?:'ve| have| had|'ll| will)\s+(?:already\s+|just\s+|now\s+|gone ahead and\s+)?"
     r"(?:processed|process|issued|issue|refunded|refund|waived|waive|cancelled|canceled|cancel|rebooked|"
     r"rebook|rescheduled|reschedule|credited|credit|sent|send|booked|book|applied|apply|approved|approve|"
-    r"escalated|escalate|noted|updated|arranged|arrange)\b", re.IGNORECASE)
-_COMMON_CAPITALS = {"I", "I'm", "I'll", "I've", "I'd", "Thank", "Thanks", "Please", "Sorry", "Hello", "Hi",
-                    "Dear", "Yes", "No", "OK", "Okay", "Unfortunately", "However", "Mr", "Mrs", "Ms", "Miss", "Dr"}
+    r"escalated|escalate|noted|updated|arranged|arrange)\b",
+    re.IGNORECASE,
+)
+_COMMON_CAPITALS = {
+    "I",
+    "I'm",
+    "I'll",
+    "I've",
+    "I'd",
+    "Thank",
+    "Thanks",
+    "Please",
+    "Sorry",
+    "Hello",
+    "Hi",
+    "Dear",
+    "Yes",
+    "No",
+    "OK",
+    "Okay",
+    "Unfortunately",
+    "However",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Miss",
+    "Dr",
+}
 
 
 @dataclass(frozen=True)
@@ -97,8 +124,11 @@ def unsupported_facts(sentence: str, context: str, rules: Sequence[PolicyRule] =
         if m.group(1).lower() not in low:
             found.append(m.group(1))
     for word in _WORD.findall(sentence)[1:]:  # the first word is capitalised anyway
-        if word[0].isupper() and word not in _COMMON_CAPITALS and \
-                not re.search(rf"\b{re.escape(word.lower())}\b", low):
+        if (
+            word[0].isupper()
+            and word not in _COMMON_CAPITALS
+            and not re.search(rf"\b{re.escape(word.lower())}\b", low)
+        ):
             found.append(word)
     commitment = _COMMITMENT.search(sentence)
     if commitment:
@@ -107,8 +137,9 @@ def unsupported_facts(sentence: str, context: str, rules: Sequence[PolicyRule] =
     return list(dict.fromkeys(found))
 
 
-def fit_exemplar(exemplar: str, context: str, rules: Sequence[PolicyRule] = (),
-                 params: AdaptParams = AdaptParams()) -> Fitted:
+def fit_exemplar(
+    exemplar: str, context: str, rules: Sequence[PolicyRule] = (), params: AdaptParams = AdaptParams()
+) -> Fitted:
     """Drop the exemplar's sentences that carry unsupported facts; fail if too many go."""
     sentences = _sentences(trim_to_tokens(clean_exemplar(exemplar), params.exemplar_tokens))
     if not sentences:
@@ -118,18 +149,26 @@ def fit_exemplar(exemplar: str, context: str, rules: Sequence[PolicyRule] = (),
     for s in sentences:
         (dropped if unsupported_facts(s, context, rules) else kept).append(s)
     if not kept or len(dropped) > params.max_drop * len(sentences):
-        return Fitted(text=" ".join(kept), kept=len(kept), dropped=dropped, ok=False,
-                      reason=f"{len(dropped)} of {len(sentences)} sentences carry facts not in the conversation")
+        return Fitted(
+            text=" ".join(kept),
+            kept=len(kept),
+            dropped=dropped,
+            ok=False,
+            reason=f"{len(dropped)} of {len(sentences)} sentences carry facts not in the conversation",
+        )
     return Fitted(text=" ".join(kept), kept=len(kept), dropped=dropped)
 
 
-def revision_prompt(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
-                    params: Mapping[str, Any]) -> list[dict[str, str]]:
+def revision_prompt(
+    system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
+) -> list[dict[str, str]]:
     """Ask the student to rewrite a draft (the fitted exemplar) as its next reply."""
     draft = str(params.get("draft", "")) or (clean_exemplar(hits[0].strategy.exemplar) if hits else "")
     messages = _history(system_prompt, history)
-    note = ("\n\n[[DRAFT REPLY - written by a colleague for a similar customer; rewrite it so it answers "
-            f"my last message, keep what fits and add no new facts]]\n{draft}\n[[END DRAFT REPLY]]")
+    note = (
+        "\n\n[[DRAFT REPLY - written by a colleague for a similar customer; rewrite it so it answers "
+        f"my last message, keep what fits and add no new facts]]\n{draft}\n[[END DRAFT REPLY]]"
+    )
     last = max(i for i, m in enumerate(messages) if m["role"] == "user")
     messages[last] = {"role": "user", "content": messages[last]["content"] + note}
     return messages
@@ -148,7 +187,9 @@ def context_text(system_prompt: str, history: Sequence[Mapping[str, str]]) -> st
     return system_prompt + "\n" + query_text(history, 0)
 
 
-def rerank_hits(hits: Sequence[Hit], message_vec: np.ndarray, exemplar_vecs: np.ndarray, weight: float) -> list[Hit]:
+def rerank_hits(
+    hits: Sequence[Hit], message_vec: np.ndarray, exemplar_vecs: np.ndarray, weight: float
+) -> list[Hit]:
     """Hits ordered by scenario score + weight x cosine(customer message, hit's exemplar)."""
     combined = [h.score + weight * float(v @ message_vec) for h, v in zip(hits, exemplar_vecs)]
     return [hits[i] for i in sorted(range(len(hits)), key=lambda i: -combined[i])]

@@ -37,8 +37,10 @@ __all__ = [
 ]
 
 SYSTEM_NOTE = "Notes from experienced agents for your next reply (private, do not quote them):"
-EXEMPLAR_NOTE = ("Example of a good reply in a similar situation. Answer in your own words and use only "
-                 "facts from this conversation:")
+EXEMPLAR_NOTE = (
+    "Example of a good reply in a similar situation. Answer in your own words and use only "
+    "facts from this conversation:"
+)
 _LABEL = re.compile(r"^\s*(AGENT|ASSISTANT)\s*:\s*", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 DEFAULT_EXEMPLAR_TOKENS = 120
@@ -112,7 +114,7 @@ def _exemplar_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str,
     content = messages[last]["content"]
     if content.endswith(GUIDANCE_CLOSE):  # one guidance block per turn, even when combined
         merged = content[: -len(GUIDANCE_CLOSE)] + "\n".join([EXEMPLAR_NOTE, example, GUIDANCE_CLOSE])
-        return [*messages[:last], {"role": "user", "content": merged}, *messages[last + 1:]]
+        return [*messages[:last], {"role": "user", "content": merged}, *messages[last + 1 :]]
     return _append_to_last_user(messages, "\n".join([GUIDANCE_OPEN, EXEMPLAR_NOTE, example, GUIDANCE_CLOSE]))
 
 
@@ -159,13 +161,18 @@ _ORDER = ("system", "exemplar_system", "compact", "exemplar", "demo")
 COMBINED_MODES = ("system+exemplar", "compact+exemplar", "compact+demo", "system+demo")
 
 
-def combine(*names: str) -> Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]],
-                                     Messages]:
+def combine(
+    *names: str,
+) -> Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]], Messages]:
     """A renderer that applies the named parts in a fixed order."""
     ordered = sorted(names, key=_ORDER.index)
 
-    def render(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
-               params: Mapping[str, Any]) -> Messages:
+    def render(
+        system_prompt: str,
+        history: Sequence[Mapping[str, str]],
+        hits: Sequence[Hit],
+        params: Mapping[str, Any],
+    ) -> Messages:
         messages = _history(system_prompt, history)
         for name in ordered:
             messages = PARTS[name](messages, hits, params)
@@ -176,8 +183,9 @@ def combine(*names: str) -> Callable[[str, Sequence[Mapping[str, str]], Sequence
     return render
 
 
-def render_adapt(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
-                 params: Mapping[str, Any]) -> Messages:
+def render_adapt(
+    system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
+) -> Messages:
     """The prompt that asks the student to revise the nearest exemplar (see edge_agent.adapt)."""
     from .adapt import revision_prompt
 

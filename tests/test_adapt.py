@@ -18,34 +18,44 @@ CONTEXT = "Policy: travel credits are offered at Yale Airline.\nCUSTOMER: I book
 RULE = PolicyRule(id="refund", kind="forbidden_promise", pattern=r"\bi will refund\b")
 
 
-@pytest.mark.parametrize("sentence,expected", [
-    ("I understand how you feel.", []),
-    ("Your flight 442 in March is covered.", []),
-    ("Your flight 118 in March is covered.", ["118"]),
-    ("It costs $200 and is due Friday.", ["$200", "Friday"]),
-    ("Thank you, Mr. Smith, for waiting.", ["Smith"]),
-    ("You can use travel credits at Yale Airline.", []),
-    ("Sure, Jessica can help you.", ["Jessica"]),
-    ("I've already processed your request.", ["I've already processed"]),
-    ("I will refund it.", ["I will refund", "rule:refund"]),
-])
+@pytest.mark.parametrize(
+    "sentence,expected",
+    [
+        ("I understand how you feel.", []),
+        ("Your flight 442 in March is covered.", []),
+        ("Your flight 118 in March is covered.", ["118"]),
+        ("It costs $200 and is due Friday.", ["$200", "Friday"]),
+        ("Thank you, Mr. Smith, for waiting.", ["Smith"]),
+        ("You can use travel credits at Yale Airline.", []),
+        ("Sure, Jessica can help you.", ["Jessica"]),
+        ("I've already processed your request.", ["I've already processed"]),
+        ("I will refund it.", ["I will refund", "rule:refund"]),
+    ],
+)
 def test_unsupported_facts(sentence: str, expected: list[str]) -> None:
     assert unsupported_facts(sentence, CONTEXT, [RULE]) == expected
 
 
 def test_fit_drops_sentences_and_fails_past_max_drop() -> None:
     fitted = fit_exemplar("AGENT: I'm sorry. Your ticket 9981 is void. We can offer travel credits.", CONTEXT)
-    assert fitted.ok and fitted.text == "I'm sorry. We can offer travel credits." and fitted.dropped == ["Your ticket 9981 is void."]
+    assert (
+        fitted.ok
+        and fitted.text == "I'm sorry. We can offer travel credits."
+        and fitted.dropped == ["Your ticket 9981 is void."]
+    )
     bad = fit_exemplar("Hi Jessica. Ticket 9981 is void. OK.", CONTEXT, params=AdaptParams(max_drop=0.5))
     assert not bad.ok and "2 of 3 sentences" in bad.reason
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Too short.", True),
-    ("I can offer you travel credits for the full value of the ticket today.", False),
-    ("I can help you with that today. I can help you with that today.", True),
-    ("Sure [[AGENT GUIDANCE]] here are some words for you now", True),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Too short.", True),
+        ("I can offer you travel credits for the full value of the ticket today.", False),
+        ("I can help you with that today. I can help you with that today.", True),
+        ("Sure [[AGENT GUIDANCE]] here are some words for you now", True),
+    ],
+)
 def test_is_degenerate(text: str, expected: bool) -> None:
     assert is_degenerate(text) is expected
 
@@ -56,7 +66,9 @@ HIST = [{"role": "user", "content": "I booked flight 442 for March and want a re
 
 
 def test_choose_routes() -> None:
-    gen = ScriptedChat(["I'm sorry about the change. We can offer travel credits for the value of your ticket."])
+    gen = ScriptedChat(
+        ["I'm sorry about the change. We can offer travel credits for the value of your ticket."]
+    )
     generate = lambda m: gen.chat(m).text
     assert choose_adapted(CONTEXT, HIST, [HIT], {}, [], generate) == (EX, "exemplar")
     assert gen.calls == []  # no student call when the exemplar is reused
@@ -64,20 +76,36 @@ def test_choose_routes() -> None:
     assert route == "revised" and text.startswith("I'm sorry about the change.")
     assert "DRAFT REPLY" in gen.calls[0][-1]["content"] and EX in gen.calls[0][-1]["content"]
     low = Hit(HIT.strategy, 0.3, 0)
-    assert choose_adapted(CONTEXT, HIST, [low], {"min_score": 0.6}, [], generate)[1].startswith("fallback:score")
+    assert choose_adapted(CONTEXT, HIST, [low], {"min_score": 0.6}, [], generate)[1].startswith(
+        "fallback:score"
+    )
     assert choose_adapted(CONTEXT, HIST, [], {}, [], generate) == ("", "fallback:no exemplar")
     looping = ScriptedChat(["Yes. Yes. Yes."])
-    assert choose_adapted(CONTEXT, HIST, [HIT], {"revise": True}, [], lambda m: looping.chat(m).text) == (EX, "exemplar")
+    assert choose_adapted(CONTEXT, HIST, [HIT], {"revise": True}, [], lambda m: looping.chat(m).text) == (
+        EX,
+        "exemplar",
+    )
 
 
 def _agent(student: ScriptedChat, exemplar: str, params: dict) -> Agent:
-    strategies = [Strategy(id="a", scenario="CUSTOMER: I booked flight 442 and want a refund", strategy="s",
-                           compact="Offer credits.", exemplar=exemplar)]
+    strategies = [
+        Strategy(
+            id="a",
+            scenario="CUSTOMER: I booked flight 442 and want a refund",
+            strategy="s",
+            compact="Offer credits.",
+            exemplar=exemplar,
+        )
+    ]
     emb = HashEmbedder(dim=32)
     vectors = emb.embed([s.scenario for s in strategies])
     retriever = Retriever(emb, ExactIndex(vectors), strategies, vectors, RetrievalConfig(threshold=0.0))
-    return Agent(student, system_prompt=CONTEXT, retriever=retriever,
-                 prompting=PromptConfig.from_mapping({"mode": "adapt", "params": params}))
+    return Agent(
+        student,
+        system_prompt=CONTEXT,
+        retriever=retriever,
+        prompting=PromptConfig.from_mapping({"mode": "adapt", "params": params}),
+    )
 
 
 def test_agent_adapt_reuses_or_falls_back() -> None:
@@ -97,8 +125,10 @@ def test_rerank_prefers_exemplar_close_to_message() -> None:
 
     from edge_agent.adapt import rerank_hits
 
-    a, b = Hit(Strategy(id="a", scenario="x", strategy="s", exemplar="A."), 0.80, 0), \
-        Hit(Strategy(id="b", scenario="y", strategy="s", exemplar="B."), 0.75, 1)
+    a, b = (
+        Hit(Strategy(id="a", scenario="x", strategy="s", exemplar="A."), 0.80, 0),
+        Hit(Strategy(id="b", scenario="y", strategy="s", exemplar="B."), 0.75, 1),
+    )
     msg = np.array([1.0, 0.0])
     exemplars = np.array([[0.0, 1.0], [1.0, 0.0]])
     assert [h.strategy.id for h in rerank_hits([a, b], msg, exemplars, 1.0)] == ["b", "a"]

@@ -68,8 +68,11 @@ class CachedChat:
         self.misses += 1
         pieces = list(self.backend.stream(messages, cfg))
         text = "".join(pieces)
-        stats = {k: v for k, v in dict(getattr(self.backend, "last_stats", {}) or {}).items()
-                 if isinstance(v, (int, float, str))}
+        stats = {
+            k: v
+            for k, v in dict(getattr(self.backend, "last_stats", {}) or {}).items()
+            if isinstance(v, (int, float, str))
+        }
         self._put(key, text, stats)
         self.last_stats = stats
         yield from pieces
@@ -77,10 +80,12 @@ class CachedChat:
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         text = "".join(self.stream(messages, config)).strip()
         s = self.last_stats
-        usage = Usage(prompt_tokens=int(s.get("prompt_tokens", 0)),
-                      completion_tokens=int(s.get("completion_tokens", 0)))
-        return ChatResult(text=text, usage=usage, finish_reason=str(s.get("finish_reason", "stop")),
-                          model=self.name)
+        usage = Usage(
+            prompt_tokens=int(s.get("prompt_tokens", 0)), completion_tokens=int(s.get("completion_tokens", 0))
+        )
+        return ChatResult(
+            text=text, usage=usage, finish_reason=str(s.get("finish_reason", "stop")), model=self.name
+        )
 
     def close(self) -> None:
         self._db.close()

@@ -25,26 +25,69 @@ def _ints(text: str) -> list[int]:
 
 
 @click.command("tune")
-@click.option("--pack", "pack_path", type=click.Path(path_type=Path), default=None,
-              help="Pack to tune (default: the demo pack).")
-@click.option("--dev", "dev_path", type=click.Path(path_type=Path, exists=True), required=True,
-              help="JSONL of conversations ('scenario' or 'messages') with the teacher's reply ('teacher_reply').")
+@click.option(
+    "--pack",
+    "pack_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Pack to tune (default: the demo pack).",
+)
+@click.option(
+    "--dev",
+    "dev_path",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="JSONL of conversations ('scenario' or 'messages') with the teacher's reply ('teacher_reply').",
+)
 @click.option("--stage", type=int, default=None, help="Use only rows with this 'stage' value.")
 @click.option("--limit", type=int, default=0, help="Use at most N conversations (0 = all).")
-@click.option("--model", default=None, help="Student model name or GGUF path (default: the registry default).")
-@click.option("--modes", default=",".join(("plain", "compact", "system", "exemplar", "demo", "adapt")),
-              show_default=True, help="Comma-separated rendering modes to compare; 'plain' is always the base.")
-@click.option("--repeat-penalty", "repeat_penalties", default="", help="Comma-separated values to try, e.g. 1.0,1.1.")
-@click.option("--max-tokens", "max_tokens", default="", help="Comma-separated reply caps to try, e.g. 120,160.")
-@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None,
-              help="SQLite call cache for student generations (default: <home>/cache/student-calls.sqlite).")
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
-              help="Where to write the JSON report (a .txt table is written beside it).")
-@click.option("--write/--no-write", default=True, show_default=True, help="Write the best settings into the pack.")
+@click.option(
+    "--model", default=None, help="Student model name or GGUF path (default: the registry default)."
+)
+@click.option(
+    "--modes",
+    default=",".join(("plain", "compact", "system", "exemplar", "demo", "adapt")),
+    show_default=True,
+    help="Comma-separated rendering modes to compare; 'plain' is always the base.",
+)
+@click.option(
+    "--repeat-penalty", "repeat_penalties", default="", help="Comma-separated values to try, e.g. 1.0,1.1."
+)
+@click.option(
+    "--max-tokens", "max_tokens", default="", help="Comma-separated reply caps to try, e.g. 120,160."
+)
+@click.option(
+    "--cache",
+    "cache_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="SQLite call cache for student generations (default: <home>/cache/student-calls.sqlite).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the JSON report (a .txt table is written beside it).",
+)
+@click.option(
+    "--write/--no-write", default=True, show_default=True, help="Write the best settings into the pack."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def tune_command(pack_path: Path | None, dev_path: Path, stage: int | None, limit: int, model: str | None,
-                 modes: str, repeat_penalties: str, max_tokens: str, cache_path: Path | None,
-                 report_path: Path | None, write: bool, as_json: bool) -> None:
+def tune_command(
+    pack_path: Path | None,
+    dev_path: Path,
+    stage: int | None,
+    limit: int,
+    model: str | None,
+    modes: str,
+    repeat_penalties: str,
+    max_tokens: str,
+    cache_path: Path | None,
+    report_path: Path | None,
+    write: bool,
+    as_json: bool,
+) -> None:
     """Compare rendering modes and decoding settings on recorded teacher replies; keep the best.
 
     Runs offline: the student answers every development conversation in every mode, replies are
@@ -78,15 +121,31 @@ def tune_command(pack_path: Path | None, dev_path: Path, stage: int | None, limi
     with click.progressbar(length=len(items) * len(candidates), label="tuning", file=sys.stderr) as bar:
         result = tune(setup.factory, items, candidates, setup.scorer, setup.rules, progress=bar.update)
     out = report_path or home_dir() / "reports" / f"tune-{pack.path.name}.json"
-    table = write_report(result, out, extra={"pack": str(pack.path), "dev": str(dev_path), "model": setup.model_name,
-                                             "cache_hits": setup.student.hits, "cache_misses": setup.student.misses})
+    table = write_report(
+        result,
+        out,
+        extra={
+            "pack": str(pack.path),
+            "dev": str(dev_path),
+            "model": setup.model_name,
+            "cache_hits": setup.student.hits,
+            "cache_misses": setup.student.misses,
+        },
+    )
     if write:
         best = result.best.candidate
         generation = {**dict(pack.settings.generation), **dict(best.generation)}
-        update_settings(pack.path, prompting={"mode": best.mode, "params": dict(best.params)},
-                        generation=generation,
-                        tuning={"best": result.best.name, "n_items": result.n, "report": out.name,
-                                "model": setup.model_name})
+        update_settings(
+            pack.path,
+            prompting={"mode": best.mode, "params": dict(best.params)},
+            generation=generation,
+            tuning={
+                "best": result.best.name,
+                "n_items": result.n,
+                "report": out.name,
+                "model": setup.model_name,
+            },
+        )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:
@@ -97,15 +156,29 @@ def tune_command(pack_path: Path | None, dev_path: Path, stage: int | None, limi
 
 @click.command("derive-compact")
 @click.argument("library", type=click.Path(path_type=Path, exists=True))
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None, help="Output JSONL (default: in place).")
+@click.option(
+    "-o", "--out", type=click.Path(path_type=Path), default=None, help="Output JSONL (default: in place)."
+)
 @click.option("--overwrite", is_flag=True, help="Also replace compact forms that already exist.")
 @click.option("--max-sentences", type=int, default=4, show_default=True)
 @click.option("--max-tokens", type=int, default=80, show_default=True)
-@click.option("--endpoint", default=None, help="OpenAI-compatible base URL; without it the rule-based deriver is used.")
+@click.option(
+    "--endpoint", default=None, help="OpenAI-compatible base URL; without it the rule-based deriver is used."
+)
 @click.option("--model", "endpoint_model", default=None, help="Model name at the endpoint.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Variable holding the API key.")
-def derive_compact_command(library: Path, out: Path | None, overwrite: bool, max_sentences: int, max_tokens: int,
-                           endpoint: str | None, endpoint_model: str | None, api_key_env: str) -> None:
+@click.option(
+    "--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Variable holding the API key."
+)
+def derive_compact_command(
+    library: Path,
+    out: Path | None,
+    overwrite: bool,
+    max_sentences: int,
+    max_tokens: int,
+    endpoint: str | None,
+    endpoint_model: str | None,
+    api_key_env: str,
+) -> None:
     """Fill the `compact` form of each strategy in a library file.
 
     \b

@@ -18,7 +18,9 @@ __all__ = ["COMPACT_INSTRUCTION", "derive_compact", "derive_compact_llm", "fill_
 _EMULATE = re.compile(r"behaviou?r\s+to\s+(?:emulate|follow|adopt)\s*:?\s*", re.IGNORECASE)
 _AVOID = re.compile(r"behaviou?r\s+to\s+avoid\s*:?\s*", re.IGNORECASE)
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s*")
-_HEADING = re.compile(r"^\s*(?:#+\s*)?(?:guideline list|guidelines?|strategy|strategies)\s*:?\s*$", re.IGNORECASE)
+_HEADING = re.compile(
+    r"^\s*(?:#+\s*)?(?:guideline list|guidelines?|strategy|strategies)\s*:?\s*$", re.IGNORECASE
+)
 _TITLE_ONLY = re.compile(r"^\s*(?:\d+[.)]\s*)?\*\*[^*]+\*\*\s*:?\s*$")
 COMPACT_INSTRUCTION = (
     "Rewrite the guidance below for a very small assistant model as at most {n} short imperative "
@@ -86,8 +88,13 @@ def _items(strategy_text: str) -> list[tuple[str, list[str], list[str]]]:
     return items
 
 
-def derive_compact(strategy_text: str, max_sentences: int = 4, max_tokens: int = 80,
-                   count: Callable[[str], int] = approx_tokens, include_avoid: bool = False) -> str:
+def derive_compact(
+    strategy_text: str,
+    max_sentences: int = 4,
+    max_tokens: int = 80,
+    count: Callable[[str], int] = approx_tokens,
+    include_avoid: bool = False,
+) -> str:
     """A compact form of a full strategy: one advice sentence per item, within the budget.
 
     An item's own advice line is preferred; an item made only of example quotes gives its title.
@@ -119,8 +126,12 @@ def derive_compact_llm(strategy_text: str, chat: Any, max_sentences: int = 3, ma
     return derive_compact(cleaned, max_sentences=max_sentences, max_tokens=max_tokens) or cleaned
 
 
-def fill_compact(strategies: Sequence[Strategy], derive: Callable[[str], str], overwrite: bool = False,
-                 progress: Callable[[int], None] | None = None) -> tuple[list[Strategy], int]:
+def fill_compact(
+    strategies: Sequence[Strategy],
+    derive: Callable[[str], str],
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[list[Strategy], int]:
     """Strategies with `compact` filled in (kept where present unless `overwrite`); and how many changed."""
     out: list[Strategy] = []
     changed = 0
@@ -156,9 +167,14 @@ class EndpointChat:
 
         try:
             response = self.client.chat.completions.create(
-                model=self.model, messages=[dict(m) for m in messages], temperature=0.0,  # type: ignore[misc]
-                max_tokens=getattr(config, "max_tokens", 160))
+                model=self.model,
+                messages=[dict(m) for m in messages],
+                temperature=0.0,  # type: ignore[misc]
+                max_tokens=getattr(config, "max_tokens", 160),
+            )
         except Exception as exc:  # the openai package raises many types; one actionable line
-            raise BackendError(f"endpoint {self.client.base_url} failed ({type(exc).__name__}: "
-                               f"{str(exc)[:120]}); check --endpoint and --model") from None
+            raise BackendError(
+                f"endpoint {self.client.base_url} failed ({type(exc).__name__}: "
+                f"{str(exc)[:120]}); check --endpoint and --model"
+            ) from None
         return ChatResult(text=response.choices[0].message.content or "", model=self.model)

@@ -22,17 +22,24 @@ __all__ = ["conversation_key", "parse_dev_rows", "read_dev_file", "split_dev"]
 _REFERENCE_KEYS = ("teacher_reply", "reference", "exemplar")
 
 
-def parse_dev_rows(rows: Iterable[Mapping[str, Any]], stage: int | None = None, where: str = "dev") -> list[DevItem]:
+def parse_dev_rows(
+    rows: Iterable[Mapping[str, Any]], stage: int | None = None, where: str = "dev"
+) -> list[DevItem]:
     """DevItems from rows; rows whose conversation does not end with the customer are skipped."""
     items = []
     for i, row in enumerate(rows):
         if stage is not None and row.get("stage") != stage:
             continue
-        history = [dict(m) for m in row["messages"]] if "messages" in row else \
-            parse_transcript(str(row.get("scenario", "")))
+        history = (
+            [dict(m) for m in row["messages"]]
+            if "messages" in row
+            else parse_transcript(str(row.get("scenario", "")))
+        )
         reference = next((str(row[k]) for k in _REFERENCE_KEYS if str(row.get(k) or "").strip()), "")
         if not reference:
-            raise ConfigError(f"{where} row {i + 1} has no teacher_reply/reference; add the recorded teacher reply")
+            raise ConfigError(
+                f"{where} row {i + 1} has no teacher_reply/reference; add the recorded teacher reply"
+            )
         if not history or history[-1].get("role") != "user":
             continue
         items.append(DevItem(id=str(row.get("id", i)), history=history, reference=reference))
@@ -42,7 +49,9 @@ def parse_dev_rows(rows: Iterable[Mapping[str, Any]], stage: int | None = None, 
 def read_dev_file(path: Path, stage: int | None = None) -> list[DevItem]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"dev file {path} not found; pass a JSONL file of conversations with teacher replies")
+        raise ConfigError(
+            f"dev file {path} not found; pass a JSONL file of conversations with teacher replies"
+        )
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return parse_dev_rows(rows, stage=stage, where=path.name)
 
@@ -53,7 +62,9 @@ def conversation_key(item: DevItem) -> str:
     return first.strip()[:200]
 
 
-def split_dev(items: Sequence[DevItem], dev_share: float, seed: int = 0) -> tuple[list[DevItem], list[DevItem]]:
+def split_dev(
+    items: Sequence[DevItem], dev_share: float, seed: int = 0
+) -> tuple[list[DevItem], list[DevItem]]:
     """(dev, held-out) with whole conversations on one side, chosen by a seeded shuffle."""
     keys = sorted({conversation_key(i) for i in items})
     random.Random(seed).shuffle(keys)

@@ -44,5 +44,7 @@ class SentenceEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self.model.encode(list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False)
+        out = self.model.encode(
+            list(texts), batch_size=32, normalize_embeddings=True, show_progress_bar=False
+        )
         return np.asarray(out, dtype=np.float32)

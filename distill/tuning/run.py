@@ -32,18 +32,28 @@ class TuningSetup:
     generation: GenerationConfig
 
 
-def open_student(model: str | None, cache_path: Path, n_ctx: int | None = None) -> tuple[CachedChat, GenerationConfig, str]:
+def open_student(
+    model: str | None, cache_path: Path, n_ctx: int | None = None
+) -> tuple[CachedChat, GenerationConfig, str]:
     """The registered student behind the call cache, and its registry decoding defaults."""
     from edge_agent.models import resolve_model, verify_model
     from edge_agent.student import LlamaStudent
 
     spec = resolve_model(model)
     verify_model(spec)
-    student = LlamaStudent(spec.path, n_ctx=n_ctx or spec.n_ctx, chat_template=spec.chat_template, name=spec.name)
-    return CachedChat(student, cache_path, spec.sha256), GenerationConfig().merged(**dict(spec.generation)), spec.name
+    student = LlamaStudent(
+        spec.path, n_ctx=n_ctx or spec.n_ctx, chat_template=spec.chat_template, name=spec.name
+    )
+    return (
+        CachedChat(student, cache_path, spec.sha256),
+        GenerationConfig().merged(**dict(spec.generation)),
+        spec.name,
+    )
 
 
-def build_tuning(pack: Pack, model: str | None, cache_path: Path, scorer: Embedder | None = None) -> TuningSetup:
+def build_tuning(
+    pack: Pack, model: str | None, cache_path: Path, scorer: Embedder | None = None
+) -> TuningSetup:
     from .reference import SentenceEmbedder
 
     student, generation, name = open_student(model, cache_path)
