@@ -1,7 +1,8 @@
 """A pure ASGI middleware that caps request bodies before any route sees them.
 
-It refuses a too-large Content-Length at once and otherwise reads the body (chunked or not) up to
-the limit, then replays it to the app; past the limit it answers 413 without reading further.
+It reads the body (chunked or not) up to the limit and replays it to the app. Past the limit it
+answers 413, after discarding what the client still sends (up to a bound): a client that is still
+uploading when the server answers and closes often sees a reset instead of the 413.
 """
 
 from __future__ import annotations
@@ -35,9 +36,16 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    def _too_large(self, send: Send) -> Awaitable[None]:
-        return _answer(send, 413, f"the request body is over this server's limit of {self.max_bytes} bytes; "
-                                  "send a shorter conversation", "request_too_large")
+    async def _too_large(self, receive: Receive, send: Send, received: int, more: bool) -> None:
+        drain_limit = max(4 * self.max_bytes, 8 << 20)
+        while more and received <= drain_limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            received += len(message.get("body", b""))
+            more = bool(message.get("more_body", False))
+        await _answer(send, 413, f"the request body is over this server's limit of {self.max_bytes} bytes; "
+                                 "send a shorter conversation", "request_too_large")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
@@ -50,8 +58,8 @@ class BodyLimit:
             except ValueError:
                 await _answer(send, 400, "Content-Length is not a number", "invalid_content_length")
                 return
-            if declared > self.max_bytes:
-                await self._too_large(send)
+            if declared > max(4 * self.max_bytes, 8 << 20):
+                await self._too_large(receive, send, 0, False)  # too big even to discard politely
                 return
         chunks: list[bytes] = []
         size = 0
@@ -62,7 +70,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._too_large(send)
+                await self._too_large(receive, send, size, bool(message.get("more_body", False)))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
