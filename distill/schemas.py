@@ -143,7 +143,13 @@ def repair_messages(messages: list[dict[str, str]], bad_reply: str, reason: str)
 
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema()
+    """The model's JSON schema; free-text `reason` fields get a length bound so a constrained
+    decoder (llama.cpp grammar) closes the object within a small token budget."""
+    schema = json.loads(json.dumps(model.model_json_schema()))
+    reason = schema.get("properties", {}).get("reason")
+    if isinstance(reason, dict) and reason.get("type") == "string":
+        reason.setdefault("maxLength", 160)
+    return schema
 
 
 def draft_schema(max_items: int, item_chars: int = 200, compact_chars: int = 320) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def test_online_record_replay_and_cached_rerun(server_url: str, hash_pack: Path,
     common = ["--domain", str(demo_dir() / "domain.toml"), "--pack", str(hash_pack), "-c", "base", "-c", "pack",
               "--student-max-tokens", "24", "--cache", str(tmp_path / "calls.sqlite")]
     online = [*common, "--teacher-url", server_url, "--teacher-model", "smollm2", "--json-mode", "grammar",
-              "--personas", "2", "--turns", "2", "--max-tokens", "32", "--seed", "7",
+              "--personas", "2", "--turns", "2", "--max-tokens", "64", "--seed", "7",
               "--record", str(tmp_path / "rec.jsonl")]
     first = _run([*online, "--out", str(tmp_path / "a")])
     data = json.loads((tmp_path / "a" / "results.json").read_text())
