@@ -46,8 +46,9 @@ def client(base: str, key: str = "unused") -> openai.OpenAI:
 @pytest.fixture(scope="module")
 def real_pack(tmp_path_factory: pytest.TempPathFactory, onnx_embedder_dir: Path) -> Path:
     domain = load_domain(DEMO / "domain.toml")
-    settings = PackSettings(retrieval=domain.settings.get("retrieval", {}),
-                            prompting=domain.settings.get("prompting", {}),
+    # compact pins token-by-token streaming from the student: the demo's adapt mode may answer with a
+    # whole exemplar at once, which would leave nothing to stream or to cancel mid-way
+    settings = PackSettings(retrieval=domain.settings.get("retrieval", {}), prompting={"mode": "compact"},
                             generation=domain.settings.get("generation", {}))
     out = tmp_path_factory.mktemp("realpack") / "pack"
     return build_pack(out, read_library(DEMO / "library.jsonl"), OnnxEmbedder(onnx_embedder_dir),
