@@ -117,10 +117,13 @@ class Agent:
         prompting: Mapping[str, Any] | None = None,
         generation: Mapping[str, Any] | None = None,
         embed_threads: int | None = None,
+        warm_prefix: bool = True,
     ) -> "Agent":
         """Load a pack and a student (registry name, GGUF path, or a ready backend).
 
-        `chat_template` is the path of a Jinja template file, for GGUFs that lack one.
+        `chat_template` is the path of a Jinja template file, for GGUFs that lack one. With
+        `warm_prefix`, the system prompt's KV state is loaded from (or saved to) the cache in
+        $EDGE_AGENT_HOME/kvcache, so a cold start prefills only the customer's first message.
         """
         loaded = pack if isinstance(pack, Pack) else load_pack(pack)
         settings = loaded.settings
@@ -136,6 +139,10 @@ class Agent:
             gen_defaults = dict(spec.generation)
             student = LlamaStudent(spec.path, n_ctx=n_ctx or spec.n_ctx, chat_template=spec.chat_template,
                                    name=spec.name)
+            if warm_prefix:
+                from .files import home_dir
+
+                student.warm_prefix(loaded.system_prompt, home_dir() / "kvcache")
         gen = GenerationConfig().merged(**gen_defaults).merged(**dict(settings.generation)).merged(
             **dict(generation or {}))
         rcfg = RetrievalConfig.from_mapping({**dict(settings.retrieval), **dict(retrieval or {})})

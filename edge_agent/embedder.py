@@ -116,6 +116,8 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or int(os.environ.get("EDGE_AGENT_EMBED_THREADS", "1"))
         options.inter_op_num_threads = 1
+        # Query shapes vary turn by turn; an arena would keep the largest buffers forever.
+        options.enable_cpu_mem_arena = False
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(

@@ -7,6 +7,7 @@ conversation's stable prefix is never recomputed). One lock serialises all use o
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -19,6 +20,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .backends import ChatResult, GenerationConfig, Message, Usage  # noqa: E402
 from .errors import ModelError  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["LlamaStudent", "TurnStats"]
 
@@ -49,6 +52,7 @@ class LlamaStudent:
         generation: GenerationConfig | None = None,
         name: str | None = None,
         seed: int = 0,
+        n_batch: int = 256,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -59,7 +63,7 @@ class LlamaStudent:
         threads = n_threads or int(os.environ.get("EDGE_AGENT_THREADS", "0")) or (os.cpu_count() or 2)
         self.llm = Llama(
             model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-            seed=seed, verbose=False, logits_all=False,
+            seed=seed, verbose=False, logits_all=False, n_batch=n_batch, n_ubatch=n_batch,
         )
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         if not template:
@@ -162,3 +166,60 @@ class LlamaStudent:
         """Forget the KV cache (the next call evaluates its whole prompt)."""
         with self.lock:
             self.llm.reset()
+
+    # --- the system prompt's KV state, cached on disk --------------------------------------
+    def prefix_tokens(self, system_prompt: str) -> list[int]:
+        """Tokens every conversation with this system prompt starts with (system turn + header)."""
+        a, _ = self.tokenize_messages([{"role": "system", "content": system_prompt},
+                                       {"role": "user", "content": "a"}])
+        b, _ = self.tokenize_messages([{"role": "system", "content": system_prompt},
+                                       {"role": "user", "content": "b"}])
+        return a[:_common_prefix(a, b)]
+
+    def warm_prefix(self, system_prompt: str, cache_dir: Path | None) -> str:
+        """Put the system prompt's KV state in the context: loaded from `cache_dir` when saved by
+        an earlier run (a cold start then prefills only the customer's message), else evaluated
+        now and saved. Returns "loaded", "built" or "skipped". The file is raw llama.cpp state
+        with a JSON header, keyed by the model file and the exact prefix tokens; never pickled."""
+        import ctypes
+        import hashlib
+        import json
+
+        import llama_cpp
+        import numpy as np
+
+        with self.lock:
+            tokens = self.prefix_tokens(system_prompt)
+            if len(tokens) < 2 or self.llm.n_tokens != 0:
+                return "skipped"
+            stat = self.path.stat()
+            key = hashlib.sha256(json.dumps([self.path.name, stat.st_size, stat.st_mtime_ns, self.n_ctx,
+                                             llama_cpp.__version__, tokens]).encode()).hexdigest()[:24]
+            file = Path(cache_dir) / f"{self.path.stem}-{key}.kv" if cache_dir else None
+            ctx = self.llm._ctx.ctx
+            if file is not None and file.is_file():
+                try:
+                    raw = file.read_bytes()
+                    header_len = int.from_bytes(raw[:4], "little")
+                    header = json.loads(raw[4:4 + header_len])
+                    body = raw[4 + header_len:]
+                    if header.get("tokens") == tokens and len(body) == header.get("bytes"):
+                        buf = (ctypes.c_uint8 * len(body)).from_buffer_copy(body)
+                        if llama_cpp.llama_state_set_data(ctx, buf, len(body)) == len(body):
+                            self.llm.input_ids[: len(tokens)] = np.asarray(tokens, dtype=np.intc)
+                            self.llm.n_tokens = len(tokens)
+                            return "loaded"
+                except (OSError, ValueError, KeyError) as exc:  # a bad cache file is rebuilt, not fatal
+                    logger.warning("ignoring prefix cache %s: %s", file.name, exc)
+                self.llm.reset()
+            self.llm.eval(tokens)
+            if file is None:
+                return "built"
+            size = llama_cpp.llama_state_get_size(ctx)
+            buf = (ctypes.c_uint8 * int(size))()
+            n = int(llama_cpp.llama_state_get_data(ctx, buf, size))
+            header = json.dumps({"tokens": tokens, "bytes": n}).encode()
+            from .files import write_bytes_atomic
+
+            write_bytes_atomic(file, len(header).to_bytes(4, "little") + header + bytes(buf)[:n])
+            return "built"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -92,3 +93,20 @@ def test_query_embedding_matches_pack_vectors(demo_pack: Path) -> None:
     for row in (0, 7, 21):
         vec = emb.embed([index_text(pack.strategies[row], qt)])[0]
         assert float(vec @ pack.vectors[row]) > 0.9999
+
+
+def test_prefix_kv_cache_on_disk(demo_pack: Path, tmp_path: Path) -> None:
+    """A second cold start loads the system prompt's KV state instead of prefilling it, and replies
+    exactly as a start without the cache does."""
+    history = [{"role": "user", "content": "Hello, I would like to upgrade my plan."}]
+    cfg = {"max_tokens": 16}
+    first = Agent.from_pack(demo_pack, prompting={"mode": "compact"}, generation=cfg)
+    kv_files = list(Path(os.environ["EDGE_AGENT_HOME"]).glob("kvcache/*.kv"))
+    assert len(kv_files) == 1
+    del first
+    cached = Agent.from_pack(demo_pack, prompting={"mode": "compact"}, generation=cfg)
+    plain = Agent.from_pack(demo_pack, prompting={"mode": "compact"}, generation=cfg, warm_prefix=False)
+    a, b = cached.reply(history), plain.reply(history)
+    assert a.text == b.text
+    prefix = len(cached.student.prefix_tokens(cached.system_prompt))
+    assert a.usage.evaluated_prompt_tokens == b.usage.evaluated_prompt_tokens - prefix
