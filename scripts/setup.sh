@@ -35,7 +35,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 fi
 
 echo "==> checking the default models"
-"$VENV/bin/edge-agent" models verify
+# Only the built-in defaults: a stale model a user registered must not break set-up.
+"$VENV/bin/edge-agent" models verify smollm2-135m-instruct-q4_1
+"$VENV/bin/edge-agent" models verify all-minilm-l6-v2
 echo "==> exporting the ONNX embedder (cached after the first run)"
 "$VENV/bin/edge-agent" models export-embedder
 echo "==> building the demo pack"
