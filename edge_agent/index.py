@@ -14,10 +14,24 @@ import numpy as np
 
 from .errors import PackError
 
-__all__ = ["VectorIndex", "ExactIndex", "FaissIndex", "build_faiss", "HNSW_MIN_ROWS"]
+__all__ = ["VectorIndex", "ExactIndex", "FaissIndex", "build_faiss", "faiss_header", "HNSW_MIN_ROWS",
+           "FAISS_MIN_ROWS"]
 
 # Below this many rows an exact flat index is fast enough; above it HNSW keeps search in ms.
 HNSW_MIN_ROWS = 20_000
+# Below this many rows exact numpy search is as fast as FAISS, so the device does not even import
+# it (saves memory and start-up time on small packs); the file is still checked.
+FAISS_MIN_ROWS = 4_096
+
+
+def faiss_header(path: Path) -> tuple[str, int, int]:
+    """(fourcc, dim, ntotal) from a FAISS index file's header, read without importing faiss."""
+    with Path(path).open("rb") as fh:
+        head = fh.read(16)
+    if len(head) < 16:
+        raise PackError(f"{Path(path).name} is too short to be a FAISS index; rebuild it with: "
+                        "edge-agent pack verify --repair")
+    return head[:4].decode("latin-1"), int.from_bytes(head[4:8], "little"), int.from_bytes(head[8:16], "little")
 
 
 class VectorIndex(Protocol):

@@ -22,7 +22,7 @@ from .conversation import parse_transcript, query_text
 from .embedder import EMBEDDER_CONFIG, Embedder, HashEmbedder, OnnxEmbedder
 from .errors import PackError
 from .files import is_lfs_pointer, sha256_file, write_json_atomic
-from .index import ExactIndex, FaissIndex, VectorIndex, build_faiss
+from .index import FAISS_MIN_ROWS, ExactIndex, FaissIndex, VectorIndex, build_faiss, faiss_header
 from .library import Strategy, parse_strategy_line
 
 __all__ = [
@@ -184,10 +184,14 @@ def load_pack(
     path: Path | str,
     *,
     verify_hashes: bool = True,
-    use_faiss: bool = True,
+    use_faiss: bool | None = None,
     expect_embedder: str | None = None,
 ) -> Pack:
-    """Load and validate a pack; raise PackError naming the failed field and the fix."""
+    """Load and validate a pack; raise PackError naming the failed field and the fix.
+
+    `use_faiss=None` searches with FAISS only for packs of FAISS_MIN_ROWS or more (exact numpy
+    search is as fast below that); the index file is validated either way.
+    """
     root = Path(path)
     manifest = _read_manifest(root)
     files: Mapping[str, Any] = manifest["files"]
@@ -195,7 +199,7 @@ def load_pack(
         if rel not in files:
             raise _fail(f"pack {root}: manifest.files lacks '{rel}'; {REBUILD_HINT}")
     for rel, entry in sorted(files.items()):
-        if rel == INDEX and not use_faiss:
+        if rel == INDEX and use_faiss is False:
             continue
         _check_file(root, rel, entry, verify_hashes)
 
@@ -229,14 +233,15 @@ def load_pack(
                     f"{manifest['counts'].get('strategies')} but {STRATEGIES} has {len(strategies)}; {REBUILD_HINT}")
 
     vectors = _read_vectors(root, len(strategies), dim)
-    index: VectorIndex
-    if use_faiss and INDEX in files:
-        index = FaissIndex.load(root / INDEX)
-        if index.ntotal != vectors.shape[0]:
-            raise _fail(f"pack {root}: count mismatch: {INDEX} holds {index.ntotal} vectors but {VECTORS} has "
-                        f"{vectors.shape[0]}; rebuild the index with: edge-agent pack verify --repair")
-    else:
-        index = ExactIndex(vectors)
+    index: VectorIndex = ExactIndex(vectors)
+    if use_faiss is not False and INDEX in files:
+        _, index_dim, ntotal = faiss_header(root / INDEX)
+        if ntotal != vectors.shape[0] or index_dim != dim:
+            raise _fail(f"pack {root}: count mismatch: {INDEX} holds {ntotal} vectors of dim {index_dim} but "
+                        f"{VECTORS} has {vectors.shape[0]} of dim {dim}; rebuild the index with: "
+                        "edge-agent pack verify --repair")
+        if use_faiss or vectors.shape[0] >= FAISS_MIN_ROWS:
+            index = FaissIndex.load(root / INDEX)
     return Pack(path=root, manifest=manifest, strategies=strategies, vectors=vectors, index=index)
 
 

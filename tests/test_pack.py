@@ -213,3 +213,11 @@ def test_never_pickles(hash_pack: Path) -> None:
 def test_strategy_unknown_field_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown field"):
         Strategy.from_json({"id": "a", "scenario": "s", "strategy": "t", "bogus": 1})
+
+
+def test_small_packs_search_exactly_and_big_ones_with_faiss(hash_pack: Path) -> None:
+    from edge_agent.index import ExactIndex, FaissIndex
+
+    assert isinstance(load_pack(hash_pack).index, ExactIndex)  # 8 rows: numpy, faiss not needed
+    forced = load_pack(hash_pack, use_faiss=True).index
+    assert isinstance(forced, FaissIndex) and forced.ntotal == 8
