@@ -125,9 +125,15 @@ class Agent:
         `warm_prefix`, the system prompt's KV state is loaded from (or saved to) the cache in
         $EDGE_AGENT_HOME/kvcache, so a cold start prefills only the customer's first message.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         loaded = pack if isinstance(pack, Pack) else load_pack(pack)
         settings = loaded.settings
         gen_defaults: dict[str, Any] = {}
+        # The ONNX session and the GGUF load in native code that releases the GIL: overlap them.
+        pool = ThreadPoolExecutor(max_workers=1)
+        embedder_future = pool.submit(loaded.open_embedder, threads=embed_threads)
+        pool.shutdown(wait=False)
         if student is None and model == "mock":
             student = mock_student()
         if student is None:
@@ -147,8 +153,7 @@ class Agent:
             **dict(generation or {}))
         rcfg = RetrievalConfig.from_mapping({**dict(settings.retrieval), **dict(retrieval or {})})
         pcfg = PromptConfig.from_mapping({**dict(settings.prompting), **dict(prompting or {})})
-        retriever = Retriever(loaded.open_embedder(threads=embed_threads), loaded.index, loaded.strategies,
-                              loaded.vectors, rcfg)
+        retriever = Retriever(embedder_future.result(), loaded.index, loaded.strategies, loaded.vectors, rcfg)
         return cls(student, system_prompt=loaded.system_prompt, retriever=retriever, retrieval=rcfg,
                    prompting=pcfg, generation=gen, pack=loaded)
 

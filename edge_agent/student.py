@@ -131,10 +131,12 @@ class LlamaStudent:
             start = time.perf_counter()
             first: float | None = None
             pieces = 0
+            chunk_count = 0
             finish = "stop"
             chunks: Any = self.llm.create_completion(prompt=tokens, stream=True, **kwargs)
             for chunk in chunks:
                 choice: Any = chunk["choices"][0]
+                chunk_count += 1
                 text = choice.get("text", "")
                 if first is None:
                     first = time.perf_counter()
@@ -150,7 +152,8 @@ class LlamaStudent:
             self.last_stats = TurnStats(
                 prompt_tokens=len(tokens), evaluated_prompt_tokens=len(tokens) - reused,
                 completion_tokens=completion, ttft_ms=(first - start) * 1e3,
-                decode_tps=(completion - 1) / decode_s if decode_s > 0 and completion > 1 else 0.0,
+                # one chunk per sampled token (stop-sequence holds emit empty chunks, still counted)
+                decode_tps=(chunk_count - 1) / decode_s if decode_s > 0 and chunk_count > 1 else 0.0,
                 total_ms=(end - start) * 1e3, finish_reason=finish,
             )
 

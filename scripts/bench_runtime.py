@@ -79,25 +79,25 @@ def fresh_ttft(student, messages) -> float:
 
 
 def ours_decode_tps(student, messages, gen) -> float:
-    """Decode rate through edge-agent's student on a prompt, empty context each time."""
-    rates = []
-    for _ in range(3):
-        student.reset()
-        for _piece in student.stream(messages, gen):
-            pass
-        rates.append(float(student.last_stats["decode_tps"]))
-    return statistics.median(rates)
+    """Decode rate through edge-agent's student on a prompt, empty context."""
+    student.reset()
+    for _piece in student.stream(messages, gen):
+        pass
+    return float(student.last_stats["decode_tps"])
 
 
-def raw_decode_tps(model_path: str, messages, student, n_ctx: int, gen) -> float:
-    """Decode rate of plain llama-cpp-python on the same GGUF and prompt (no edge-agent code)."""
+def raw_decode_tps(model_path: str, messages, student, n_ctx: int, gen, rounds: int = 5) -> tuple[float, float]:
+    """Decode rate of plain llama-cpp-python on the same GGUF and prompt (no edge-agent code),
+    interleaved with edge-agent's own so machine noise hits both alike: (ours, raw) medians."""
     from llama_cpp import Llama
 
     tokens, _ = student.tokenize_messages(messages)
     threads = os.cpu_count() or 2
     llm = Llama(model_path=model_path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
     rates = []
-    for _ in range(3):
+    ours = []
+    for _ in range(rounds):
+        ours.append(ours_decode_tps(student, messages, gen))
         llm.reset()
         first = None
         n = 0
@@ -113,7 +113,7 @@ def raw_decode_tps(model_path: str, messages, student, n_ctx: int, gen) -> float
             rates.append((n - 1) / (end - first))
         del start
     del llm
-    return statistics.median(rates)
+    return statistics.median(ours), statistics.median(rates)
 
 
 CHILD = r"""
@@ -223,8 +223,8 @@ def main() -> int:
     last_messages = turns[-1]["messages"]
     fresh = statistics.median(fresh_ttft(agent.student, last_messages) for _ in range(3))
     # Same prompt, same sampling settings, empty context for both: only the wrapper differs.
-    ours_tps = ours_decode_tps(agent.student, turns[0]["messages"], gen)
-    raw_tps = raw_decode_tps(str(spec.path), turns[0]["messages"], agent.student, agent.student.n_ctx, gen)
+    ours_tps, raw_tps = raw_decode_tps(str(spec.path), turns[0]["messages"], agent.student, agent.student.n_ctx,
+                                       gen)
 
     child = chat_process(pack, args.model, CUSTOMER, {}, args.mode)
     child_active = chat_process(pack, args.model, CUSTOMER, {"OMP_WAIT_POLICY": "ACTIVE"}, args.mode)
