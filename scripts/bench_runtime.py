@@ -209,7 +209,6 @@ def main() -> int:
     args = ap.parse_args()
 
     from edge_agent.agent import Agent
-    from edge_agent.backends import GenerationConfig
     from edge_agent.cli import default_pack
     from edge_agent.models import resolve_model
 

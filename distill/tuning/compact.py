@@ -165,6 +165,8 @@ class EndpointChat:
         from edge_agent.backends import ChatResult
         from edge_agent.errors import BackendError
 
+        from openai import OpenAIError
+
         try:
             response = self.client.chat.completions.create(
                 model=self.model,
@@ -172,7 +174,7 @@ class EndpointChat:
                 temperature=0.0,  # type: ignore[misc]
                 max_tokens=getattr(config, "max_tokens", 160),
             )
-        except Exception as exc:  # the openai package raises many types; one actionable line
+        except OpenAIError as exc:  # every error the client raises; turned into one actionable line
             raise BackendError(
                 f"endpoint {self.client.base_url} failed ({type(exc).__name__}: "
                 f"{str(exc)[:120]}); check --endpoint and --model"
