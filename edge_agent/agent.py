@@ -19,7 +19,9 @@ from .prompting import PromptConfig, render_prompt
 from .rendering import injected_text
 from .retrieval import Hit, Retrieval, RetrievalConfig, Retriever, approx_tokens
 
-__all__ = ["Agent", "Reply", "ReplyStream", "mock_student"]
+__all__ = ["Agent", "Reply", "ReplyStream", "mock_student", "MARKER_STOPS"]
+
+MARKER_STOPS = ("[[", "[End AGENT", "[END AGENT", "[AGENT GUIDANCE")
 
 
 def mock_student() -> ChatBackend:
@@ -185,6 +187,8 @@ class Agent:
         start = time.perf_counter()
         messages, found, assemble_ms = self.prepare(history, retrieval=retrieval, prompting=prompting)
         cfg = generation or self.generation
+        # Small students sometimes echo the guidance markers; stop there instead of leaking them.
+        cfg = cfg.merged(stop=tuple(dict.fromkeys((*cfg.stop, *MARKER_STOPS))))
         pcfg = prompting or self.prompting
         mode = pcfg.mode
         route = ""
@@ -196,6 +200,9 @@ class Agent:
             embed = self.retriever.embedder.embed if self.retriever is not None else None
             text, route = choose_adapted(self.system_prompt, history, found.hits, pcfg.params, self.rules,
                                          lambda msgs: self.student.chat(msgs, cfg).text, embed)
+            said = {" ".join(str(m.get("content", "")).split()) for m in history if m.get("role") == "assistant"}
+            if not route.startswith("fallback") and " ".join(text.split()) in said:
+                route = "fallback:repeat"  # never answer with a reply already given in this conversation
             if route.startswith("fallback"):
                 fallback = PromptConfig.from_mapping({"mode": str(pcfg.params.get("fallback", "plain")),
                                                       "params": pcfg.params})

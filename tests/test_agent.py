@@ -43,7 +43,9 @@ def test_plain_mode_and_overrides(hash_pack: Path) -> None:
                             generation={"max_tokens": 7, "repeat_penalty": 1.2})
     reply = agent.reply([{"role": "user", "content": "my internet is down"}])
     assert reply.hits == [] and reply.mode == "plain"
-    assert fake.configs[0] == GenerationConfig(max_tokens=7, repeat_penalty=1.2)
+    from edge_agent.agent import MARKER_STOPS
+
+    assert fake.configs[0] == GenerationConfig(max_tokens=7, repeat_penalty=1.2, stop=MARKER_STOPS)
 
 
 def test_streaming_yields_pieces_then_reply(hash_pack: Path) -> None:
@@ -62,3 +64,23 @@ def test_bad_inputs(hash_pack: Path) -> None:
         Agent.from_pack(hash_pack, student=ScriptedChat([]), retrieval={"topk": 3})
     with pytest.raises(BackendError, match="queue is empty"):
         agent.reply([{"role": "user", "content": "hi"}])
+
+
+def test_adapt_never_repeats_an_earlier_reply(tmp_path: Path) -> None:
+    from edge_agent.embedder import HashEmbedder
+    from edge_agent.library import Strategy
+    from edge_agent.pack import PackSettings, build_pack
+
+    item = Strategy(id="x", scenario="CUSTOMER: my internet is down", strategy="Apologise.",
+                    exemplar="I am sorry your internet is down.")
+    pack = build_pack(tmp_path / "p", [item], HashEmbedder(dim=32), domain={"system_prompt": "S"},
+                      settings=PackSettings(prompting={"mode": "adapt", "params": {"min_score": 0.0}},
+                                            retrieval={"threshold": 0.0})).path
+    fake = ScriptedChat(default="generated")
+    agent = Agent.from_pack(pack, student=fake)
+    first = agent.reply([{"role": "user", "content": "my internet is down"}])
+    assert first.text == "I am sorry your internet is down." and fake.calls == []
+    second = agent.reply([{"role": "user", "content": "my internet is down"},
+                          {"role": "assistant", "content": first.text},
+                          {"role": "user", "content": "my internet is down"}])
+    assert second.text == "generated" and second.route == "fallback:repeat"

@@ -275,5 +275,8 @@ def test_client_settings_reach_the_student_and_stops_add_up() -> None:
         client(base).chat.completions.create(model="m", messages=CUSTOMER)
     first, second = fake.configs
     assert first is not None and second is not None
-    assert (first.stop, first.max_tokens, first.temperature, first.seed) == (("CUSTOMER:", "END"), 7, 0.5, 3)
-    assert (second.stop, second.max_tokens) == (("CUSTOMER:",), 99)
+    from edge_agent.agent import MARKER_STOPS
+
+    assert (first.stop, first.max_tokens, first.temperature, first.seed) == \
+        (("CUSTOMER:", "END", *MARKER_STOPS), 7, 0.5, 3)
+    assert (second.stop, second.max_tokens) == (("CUSTOMER:", *MARKER_STOPS), 99)
