@@ -222,6 +222,9 @@ def choose_adapted(
     fitted = fit_exemplar(hits[0].strategy.exemplar, context, rules, cfg)
     if not fitted.ok:
         return "", f"fallback:{fitted.reason}"
+    said = {" ".join(str(m.get("content", "")).split()) for m in history if m.get("role") == "assistant"}
+    if " ".join(fitted.text.split()) in said:
+        return "", "fallback:repeat"  # never answer with a reply already given in this conversation
     if not cfg.revise:
         return fitted.text, "exemplar"
     revised = generate(revision_prompt(system_prompt, history, hits, {**dict(params), "draft": fitted.text}))

@@ -15,13 +15,11 @@ from .backends import ChatBackend, GenerationConfig, Message, Usage
 from .errors import ConfigError
 from .pack import Pack, load_pack
 from .domain import PolicyRule
-from .prompting import PromptConfig, render_prompt
+from .prompting import MARKER_STOPS, PromptConfig, render_prompt
 from .rendering import injected_text
 from .retrieval import Hit, Retrieval, RetrievalConfig, Retriever, approx_tokens
 
 __all__ = ["Agent", "Reply", "ReplyStream", "mock_student", "MARKER_STOPS"]
-
-MARKER_STOPS = ("[[", "[End AGENT", "[END AGENT", "[AGENT GUIDANCE")
 
 
 def mock_student() -> ChatBackend:
@@ -103,6 +101,7 @@ class Agent:
         self.pack = pack
         # Policy rules the adapt mode's fit check enforces; from the pack's domain by default.
         self.rules = list(rules) if rules is not None else _pack_rules(pack)
+        self._costs: dict[tuple[str, str, str], int] = {}
         if retriever is not None:
             retriever.cost = self._guidance_cost
 
@@ -161,9 +160,14 @@ class Agent:
 
     # --- pieces ----------------------------------------------------------------------------
     def _guidance_cost(self, strategy: Any) -> int:
-        text = injected_text(strategy, self.prompting.mode, self.prompting.params)
-        counter = getattr(self.student, "count_tokens", None)
-        return int(counter(text)) if callable(counter) else approx_tokens(text)
+        """Student tokens a hit would inject; tokenised once per strategy and rendering mode."""
+        key = (strategy.id, self.prompting.mode, repr(sorted(self.prompting.params.items())))
+        cost = self._costs.get(key)
+        if cost is None:
+            text = injected_text(strategy, self.prompting.mode, self.prompting.params)
+            counter = getattr(self.student, "count_tokens", None)
+            cost = self._costs[key] = int(counter(text)) if callable(counter) else approx_tokens(text)
+        return cost
 
     def retrieve(self, history: Sequence[Message], retrieval: RetrievalConfig | None = None) -> Retrieval:
         cfg = retrieval or self.retrieval
@@ -200,9 +204,6 @@ class Agent:
             embed = self.retriever.embedder.embed if self.retriever is not None else None
             text, route = choose_adapted(self.system_prompt, history, found.hits, pcfg.params, self.rules,
                                          lambda msgs: self.student.chat(msgs, cfg).text, embed)
-            said = {" ".join(str(m.get("content", "")).split()) for m in history if m.get("role") == "assistant"}
-            if not route.startswith("fallback") and " ".join(text.split()) in said:
-                route = "fallback:repeat"  # never answer with a reply already given in this conversation
             if route.startswith("fallback"):
                 fallback = PromptConfig.from_mapping({"mode": str(pcfg.params.get("fallback", "plain")),
                                                       "params": pcfg.params})

@@ -20,6 +20,7 @@ __all__ = [
     "PromptConfig",
     "GUIDANCE_OPEN",
     "GUIDANCE_CLOSE",
+    "MARKER_STOPS",
     "render_prompt",
     "guidance_text",
     "sanitize_customer_text",
@@ -30,6 +31,8 @@ __all__ = [
 
 GUIDANCE_OPEN = "[[AGENT GUIDANCE - private notes for the agent, not written by the customer]]"
 GUIDANCE_CLOSE = "[[END AGENT GUIDANCE]]"
+# Stop sequences that end a reply where a small student starts echoing the markers.
+MARKER_STOPS = ("[[", "[End AGENT", "[END AGENT", "[AGENT GUIDANCE")
 _MARKER = re.compile(r"\[\[\s*(END\s+)?AGENT\s+GUIDANCE[^\]]*\]\]", re.IGNORECASE)
 
 Messages = list[dict[str, str]]
