@@ -24,19 +24,30 @@ _BUILD_TABLES = ("roles", "distill", "budget", "prices")
 _DOMAIN = {"name", "company", "agent_role", "goal", "language", "greeting"}
 _POLICY = {"text"}
 _INTENT = {"id", "description", "customer_goal", "opening"}
-_RULE = {"id", "kind", "pattern", "description", "severity"}
+_RULE = {"id", "kind", "pattern", "description", "severity", "examples", "compliant"}
 RULE_KINDS = ("forbidden_promise", "forbidden_phrase", "required_step")
 
 
 @dataclass(frozen=True)
 class PolicyRule:
-    """A checkable policy rule: a regex that must not (forbidden_*) or must (required_step) match."""
+    """A checkable policy rule: a regex that must not (forbidden_*) or must (required_step) match.
+
+    `examples` are sentences that break a forbidden rule and `compliant` near misses that do not;
+    `edge_agent.rulecheck` uses them to catch rewordings the regex misses.
+    """
 
     id: str
     kind: str
     pattern: str
     description: str = ""
     severity: str = "error"
+    examples: tuple[str, ...] = ()
+    compliant: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # manifests store lists; keep the frozen rule hashable
+        object.__setattr__(self, "examples", tuple(self.examples or ()))
+        object.__setattr__(self, "compliant", tuple(self.compliant or ()))
 
     def matches(self, text: str) -> bool:
         return re.search(self.pattern, text, flags=re.IGNORECASE) is not None
@@ -78,7 +89,8 @@ class Domain:
 
     def to_manifest(self) -> dict[str, Any]:
         return {"name": self.name, "company": self.company, "system_prompt": self.system_prompt(),
-                "rules": [r.__dict__ for r in self.rules]}
+                "rules": [{**r.__dict__, "examples": list(r.examples), "compliant": list(r.compliant)}
+                          for r in self.rules]}
 
 
 def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
@@ -122,8 +134,17 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"{where}: pattern is not a valid regular expression ({exc})") from None
+        lists = {}
+        for key in ("examples", "compliant"):
+            value = item.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ConfigError(f"{where}: '{key}' must be a list of non-empty sentences")
+            lists[key] = tuple(value)
+        if lists["examples"] and kind == "required_step":
+            raise ConfigError(f"{where}: 'examples' are violating sentences, only for forbidden_* rules")
         rules.append(PolicyRule(id=_need_str(where, item, "id"), kind=kind, pattern=pattern,
-                                description=item.get("description", ""), severity=item.get("severity", "error")))
+                                description=item.get("description", ""), severity=item.get("severity", "error"),
+                                **lists))
     personas = data.get("personas", {})
     if not isinstance(personas, dict) or any(not isinstance(v, list) or not v for v in personas.values()):
         raise ConfigError(f"{source} [personas]: each persona dimension must be a non-empty list")

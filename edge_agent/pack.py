@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from .errors import PackError
 from .files import is_lfs_pointer, sha256_file, write_json_atomic
 from .index import FAISS_MIN_ROWS, ExactIndex, FaissIndex, VectorIndex, build_faiss, faiss_header
 from .library import Strategy, parse_strategy_line
+from .outdir import check_destination, install_dir
 
 __all__ = [
     "FORMAT_NAME",
@@ -113,8 +115,34 @@ def _fail(msg: str) -> PackError:
     return PackError(msg)
 
 
+def _check_unique_ids(ids: Sequence[str], where: str) -> None:
+    dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if dupes:
+        raise _fail(f"strategy ids must be unique within a pack, but {where} repeats {', '.join(dupes[:5])}; "
+                    "give each strategy its own id")
+
+
+def _inside(root: Path, rel: Any) -> Path:
+    """`root / rel`, after refusing a manifest path that could leave the pack directory."""
+    text = str(rel)
+    parts = text.replace("\\", "/").split("/")
+    if not isinstance(rel, str) or not text or Path(text).is_absolute() or text.startswith(("/", "\\")) \
+            or ".." in parts or ":" in parts[0]:
+        raise _fail(f"pack {root}: manifest.files names {text!r}, a path outside the pack; every file must "
+                    f"lie inside the pack directory; {REBUILD_HINT}")
+    path = root / text
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise _fail(f"pack {root}: manifest.files entry {text!r} resolves outside the pack (a symbolic link?); "
+                    f"{REBUILD_HINT}") from None
+    return path
+
+
 def _check_file(root: Path, rel: str, entry: Mapping[str, Any], verify_hashes: bool) -> None:
-    path = root / rel
+    path = _inside(root, rel)
+    if not isinstance(entry, Mapping):
+        raise _fail(f"pack {root}: manifest.files[{rel!r}] must be an object with sha256 and bytes; {REBUILD_HINT}")
     if not path.is_file():
         raise _fail(f"pack {root}: file '{rel}' is missing; {REBUILD_HINT}")
     if is_lfs_pointer(path):
@@ -215,8 +243,13 @@ def load_pack(
         config_path = root / EMBEDDER_DIR / EMBEDDER_CONFIG
         if not config_path.is_file():
             raise _fail(f"pack {root}: file '{EMBEDDER_DIR}/{EMBEDDER_CONFIG}' is missing; {REBUILD_HINT}")
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-        if config.get("id") != emb.get("id") or int(config.get("dim", -1)) != dim:
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            bundled_dim = int(config.get("dim", -1))
+        except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as exc:
+            raise _fail(f"pack {root}: '{EMBEDDER_DIR}/{EMBEDDER_CONFIG}' is not a valid embedder config "
+                        f"({type(exc).__name__}: {str(exc)[:80]}); {REBUILD_HINT}") from None
+        if config.get("id") != emb.get("id") or bundled_dim != dim:
             raise _fail(f"pack {root}: embedder mismatch: manifest.embedder is {emb.get('id')!r} dim {dim} but "
                         f"the bundled embedder is {config.get('id')!r} dim {config.get('dim')}; {REBUILD_HINT}")
 
@@ -225,6 +258,7 @@ def load_pack(
         for lineno, line in enumerate(fh, 1):
             if line.strip():
                 strategies.append(parse_strategy_line(line, f"pack {root}: {STRATEGIES} line {lineno}"))
+    _check_unique_ids([s.id for s in strategies], f"pack {root}: {STRATEGIES}")
     if not strategies:
         raise _fail(f"pack {root}: empty library: {STRATEGIES} has no strategies; add strategies and "
                     f"{REBUILD_HINT}")
@@ -260,8 +294,12 @@ def write_pack(
     settings: PackSettings | None = None,
     build: Mapping[str, Any] | None = None,
     index_kind: str = "auto",
+    force: bool = False,
 ) -> Path:
     """Write a complete pack atomically (a temporary sibling directory renamed into place).
+
+    The destination must be absent, empty or a pack (see `edge_agent.outdir`); `force` also allows
+    a non-empty directory. Nothing in it that is not one of the pack's own files is removed.
 
     Output is a pure function of the inputs (no timestamps unless `build` carries them), so
     identical inputs give byte-identical packs.
@@ -272,9 +310,8 @@ def write_pack(
         raise _fail("cannot build a pack from an empty library; add at least one strategy")
     if vectors.shape[0] != len(strategies):
         raise _fail(f"{vectors.shape[0]} vectors for {len(strategies)} strategies; embed every strategy")
-    ids = [s.id for s in strategies]
-    if len(set(ids)) != len(ids):
-        raise _fail("strategy ids must be unique within a pack; fix the duplicate ids in the library")
+    _check_unique_ids([s.id for s in strategies], "the library")
+    root = check_destination(root, force=force)
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp"))
     try:
@@ -307,14 +344,7 @@ def write_pack(
             "build": {"edge_agent_version": __version__, **dict(build or {})},
         }
         write_json_atomic(tmp / MANIFEST, manifest)
-        if root.exists():
-            backup = root.with_name(f".{root.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            root.rename(backup)
-            tmp.rename(root)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            tmp.rename(root)
+        install_dir(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -341,8 +371,10 @@ def build_pack(
     reuse: Pack | None = None,
     approved_only: bool = False,
     batch_size: int = 1,
+    force: bool = False,
 ) -> "BuildReport":
-    """Embed the strategies' scenarios and write a pack.
+    """Embed the strategies' scenarios and write a pack; rejected ones never ship, pending ones ship
+    unless `approved_only`.
 
     With `reuse`, rows whose index text and embedder are unchanged take their vector from that
     pack instead of being embedded again (incremental rebuild).
@@ -350,10 +382,14 @@ def build_pack(
     batch, so a row's vector would depend on its batch mates (cosine ~0.99), and an incremental
     rebuild would differ from a full one and from how queries are embedded on the device.
     """
-    items = [s for s in strategies if s.status == "approved"] if approved_only else list(strategies)
+    # One rule for every build: rejected strategies never ship; pending ones ship unless approved_only.
+    items = [s for s in strategies if s.status != "rejected"]
+    if approved_only:
+        items = [s for s in items if s.status == "approved"]
     if not items:
         raise _fail("no strategies to pack" + (" (none approved; review them or drop --approved-only)"
-                                                 if approved_only else "; add strategies to the library"))
+                                                 if approved_only else " (none left once rejected ones are "
+                                                 "dropped); add or approve strategies in the library"))
     settings = settings or PackSettings()
     query_turns = int(settings.retrieval.get("query_turns", 3))
     texts = [index_text(s, query_turns) for s in items]
@@ -377,7 +413,8 @@ def build_pack(
         config = json.loads((Path(embedder_dir) / EMBEDDER_CONFIG).read_text(encoding="utf-8"))
         info.update({k: v for k, v in config.items() if k not in ("id", "dim")})
     out = write_pack(path, items, vectors, embedder_info=info, embedder_dir=embedder_dir, domain=domain,
-                     settings=settings, build=build, index_kind="flat" if len(items) < 20_000 else "auto")
+                     settings=settings, build=build, index_kind="flat" if len(items) < 20_000 else "auto",
+                     force=force)
     return BuildReport(path=out, strategies=len(items), embedded=len(todo), reused=len(items) - len(todo))
 
 
