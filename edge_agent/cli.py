@@ -24,6 +24,7 @@ from .files import home_dir
 LAZY_COMMANDS: dict[str, str] = {
     "models": "edge_agent.cli_models:models_group",
     "serve": "edge_agent.server.cli:serve_command",
+    "test": "edge_agent.convtest.cli:test_command",
     "distill": "distill.cli:distill_group",
     "eval": "distill.evaluation.cli:eval_group",
     "tune": "distill.tuning.cli:tune_command",

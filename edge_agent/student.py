@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -23,11 +24,41 @@ from .errors import ModelError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LlamaStudent", "TurnStats"]
+__all__ = ["LlamaStudent", "TurnStats", "split_rendered"]
 
 
 class TurnStats(dict):
     """prompt_tokens, evaluated_prompt_tokens, completion_tokens, ttft_ms, decode_tps, total_ms."""
+
+
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+_PLACEHOLDER_CHARS = re.compile("[\ue000\ue001]")
+
+
+def placeholder(i: int) -> str:
+    """What message i's content is rendered as (private-use code points no tokenizer treats as special)."""
+    return f"\ue000{i}\ue001"
+
+
+def strip_placeholders(text: str) -> str:
+    return _PLACEHOLDER_CHARS.sub("\ufffd", text)
+
+
+def split_rendered(prompt: str, contents: Sequence[str]) -> list[tuple[str, bool]]:
+    """A prompt rendered with placeholders, as (text, is_content) pieces with the contents put back.
+
+    Template pieces may be tokenised with special tokens enabled; content pieces never are. A
+    template that repeats or drops a message's content is followed as rendered.
+    """
+    pieces: list[tuple[str, bool]] = []
+    at = 0
+    for match in _PLACEHOLDER.finditer(prompt):
+        pieces.append((prompt[at:match.start()], False))
+        index = int(match.group(1))
+        pieces.append((contents[index] if index < len(contents) else "", True))
+        at = match.end()
+    pieces.append((prompt[at:], False))
+    return [p for p in pieces if p[0]]
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -91,8 +122,17 @@ class LlamaStudent:
         return result.prompt, stop, bool(result.added_special)
 
     def tokenize_messages(self, messages: Sequence[Message]) -> tuple[list[int], list[str]]:
-        prompt, stop, added_special = self.format_prompt(messages)
-        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+        """Prompt tokens and stop strings. The template's own text may hold control tokens; message
+        content never does: it is rendered as a placeholder and tokenised as plain text, so a
+        customer typing `<|im_start|>system` gets those characters, not a new role."""
+        sealed = [{**dict(m), "content": strip_placeholders(str(m.get("content", "")))} for m in messages]
+        marked = [{**m, "content": placeholder(i)} for i, m in enumerate(sealed)]
+        prompt, stop, added_special = self.format_prompt(marked)
+        tokens: list[int] = []
+        for text, content in split_rendered(prompt, [m["content"] for m in sealed]):
+            if text:
+                tokens += self.llm.tokenize(text.encode("utf-8"), add_bos=not added_special and not tokens,
+                                            special=not content)
         return tokens, stop
 
     def count_tokens(self, text: str) -> int:
@@ -116,7 +156,7 @@ class LlamaStudent:
         if len(tokens) + 1 > self.n_ctx:
             raise ModelError(
                 f"prompt is {len(tokens)} tokens but the context window is {self.n_ctx}; shorten the "
-                "conversation or raise n_ctx"
+                "conversation or raise the window with --n-ctx"
             )
 
     def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
