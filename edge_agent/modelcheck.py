@@ -40,20 +40,30 @@ def _load_verified() -> dict[str, Any]:
     return files if isinstance(files, dict) else {}
 
 
+def _stat_key(st: Any) -> dict[str, int]:
+    """What identifies one unchanged file: an in-place write changes ctime (which `touch -r` cannot set
+    back) and a replaced file has a new inode, so either forces a re-hash."""
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino,
+            "device": st.st_dev}
+
+
 def cached_sha256(path: Path, *, deep: bool = False) -> str:
-    """sha256 of `path`, reusing the one cached in <home>/verified.json for the same (path, size,
-    mtime_ns) unless `deep`; a freshly computed hash is written back to the cache."""
+    """sha256 of `path`, reusing the one cached in <home>/verified.json for the same path, size,
+    mtime, ctime, inode and device unless `deep`; a freshly computed hash is written back."""
     path = Path(path).resolve()
     st = path.stat()
+    key = _stat_key(st)
     files = _load_verified()
     hit = files.get(str(path))
-    if (not deep and isinstance(hit, dict) and hit.get("size") == st.st_size
-            and hit.get("mtime_ns") == st.st_mtime_ns and isinstance(hit.get("sha256"), str)):
+    if (not deep and isinstance(hit, dict) and all(hit.get(k) == v for k, v in key.items())
+            and isinstance(hit.get("sha256"), str)):
         return str(hit["sha256"])
     digest = sha256_file(path)
-    files[str(path)] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+    if _stat_key(path.stat()) != key:  # written while we read it: do not vouch for this hash
+        return digest
+    files[str(path)] = {**key, "sha256": digest}
     try:
-        write_json_atomic(verified_cache_path(), {"format": _VERIFIED_FORMAT, "version": 1, "files": files})
+        write_json_atomic(verified_cache_path(), {"format": _VERIFIED_FORMAT, "version": 2, "files": files})
     except OSError as err:
         log.warning("cannot write hash cache %s (%s); hashes will be recomputed", verified_cache_path(), err)
     return digest

@@ -81,6 +81,8 @@ def install_dir(tmp: Path, root: Path) -> None:
         return
     owned = pack_entries(root) if is_pack_dir(root) else set()
     replaced = owned | {p.name for p in tmp.iterdir()}
+    if _holds_cwd(root):
+        return _swap_entries(tmp, root, replaced)
     kept = [e.name for e in sorted(root.iterdir()) if e.name not in replaced]
     moved: list[str] = []
     backup = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old"))
@@ -102,4 +104,26 @@ def install_dir(tmp: Path, root: Path) -> None:
         if backup.is_dir() and not any(backup.iterdir()):
             os.rmdir(backup)
         raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _holds_cwd(root: Path) -> bool:
+    """True when the process (and likely the user's shell) sits inside `root`: renaming it away would
+    leave them in a deleted directory that looks empty."""
+    try:
+        Path.cwd().resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _swap_entries(tmp: Path, root: Path, replaced: set[str]) -> None:
+    """Replace `root`'s pack entries one rename at a time (the directory itself stays put)."""
+    backup = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.old"))
+    for name in sorted(replaced):
+        if (root / name).exists() or (root / name).is_symlink():
+            os.replace(root / name, backup / name)
+    for entry in sorted(tmp.iterdir()):
+        os.replace(entry, root / entry.name)
+    os.rmdir(tmp)
     shutil.rmtree(backup, ignore_errors=True)
