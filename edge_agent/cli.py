@@ -33,6 +33,9 @@ LAZY_COMMANDS: dict[str, str] = {
 LAZY_PACK_COMMANDS: dict[str, str] = {
     "rebuild": "distill.lifecycle.cli:pack_rebuild_command",
     "export": "distill.lifecycle.cli:pack_export_command",
+    "bundle": "edge_agent.cli_bundle:pack_bundle_command",
+    "install": "edge_agent.cli_bundle:pack_install_command",
+    "list": "edge_agent.cli_bundle:pack_list_command",
 }
 EXTRA_OF_MODULE = {"fastapi": "server", "uvicorn": "server", "torch": "distill", "sentence_transformers": "distill",
                    "openai": "distill", "pydantic": "distill", "scipy": "distill", "rich": "distill",
@@ -121,7 +124,8 @@ def cli() -> None:
 # --- chat --------------------------------------------------------------------------------------
 pack_option = click.option("--pack", "pack_path", type=click.Path(path_type=Path), default=None,
                            envvar="EDGE_AGENT_PACK", show_envvar=True,
-                           help="Pack directory (default: the demo pack in $EDGE_AGENT_HOME/packs/demo).")
+                           help="Pack directory or installed pack name (default: the demo pack in "
+                                "$EDGE_AGENT_HOME/packs/demo).")
 model_option = click.option("--model", default=None, envvar="EDGE_AGENT_MODEL", show_envvar=True,
                             help="Registered model name or a GGUF path (default: the registry's default student).")
 
@@ -151,9 +155,12 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
               help="Jinja chat template for a GGUF that lacks one.")
 @click.option("--set", "retrieval_set", multiple=True, metavar="KEY=VALUE",
               help="Override a retrieval setting, e.g. --set top_k=1 --set threshold=0.5.")
+@click.option("--n-ctx", type=click.IntRange(256, 131072), default=None,
+              help="Context window in tokens (default: the model's registered one). Older turns are "
+                   "dropped to fit; a longer message is skipped with an error.")
 def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool, mode: str | None,
          max_tokens: int | None, temperature: float | None, chat_template: Path | None,
-         retrieval_set: Sequence[str]) -> None:
+         retrieval_set: Sequence[str], n_ctx: int | None) -> None:
     """Chat with the agent, offline. Reads customer lines from stdin when piped.
 
     \b
@@ -163,52 +170,19 @@ def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool
       edge-agent chat --model ./my-model.gguf --pack ./mypack
     """
     from .agent import Agent
+    from .bundle import pack_model, resolve_pack
 
+    pack_dir = resolve_pack(pack_path) or default_pack()  # a directory, or the name of an installed pack
     agent = Agent.from_pack(
-        pack_path or default_pack(), model, chat_template=chat_template,
+        pack_dir, pack_model(pack_dir, model), chat_template=chat_template, n_ctx=n_ctx,
         retrieval=_parse_overrides(retrieval_set),
         prompting={"mode": mode} if mode else None,
         generation={"max_tokens": max_tokens, "temperature": temperature},
     )
-    interactive = sys.stdin.isatty()
-    history: list[dict[str, str]] = []
-    if interactive and not as_json:
-        click.secho(f"edge-agent chat - {agent.pack.manifest['domain'].get('company', '') if agent.pack else ''}"
-                    " (offline; Ctrl-D to quit)", dim=True)
-    while True:
-        if interactive:
-            try:
-                line = click.prompt(click.style("you", fg="cyan"), prompt_suffix="> ")
-            except (EOFError, click.Abort):
-                click.echo()
-                break
-        else:
-            raw = sys.stdin.readline()
-            if not raw:
-                break
-            line = raw.strip()
-            if not line:
-                continue
-        history.append({"role": "user", "content": line})
-        stream = agent.stream(history)
-        if as_json:
-            for _ in stream:
-                pass
-        else:
-            if not interactive:
-                click.echo(f"you> {line}")
-            click.secho("agent> ", fg="green", nl=False)
-            for piece in stream:
-                click.echo(piece, nl=False)
-            click.echo()
-        reply = stream.reply
-        if reply is None:  # pragma: no cover
-            break
-        history.append({"role": "assistant", "content": reply.text})
-        if as_json:
-            click.echo(json.dumps({"customer": line, **reply.to_json()}, ensure_ascii=False))
-        elif explain:
-            _explain(reply)
+    from .cli_chat import chat_session
+
+    if chat_session(agent, as_json=as_json, explain=explain, explain_reply=_explain):
+        click.get_current_context().exit(1)  # some lines were skipped (each said why on stderr)
 
 
 def _explain(reply: Any) -> None:
@@ -239,10 +213,11 @@ def retrieve(text: str, pack_path: Path | None, top_k: int | None, threshold: fl
     Example:
       edge-agent retrieve "my internet has been down since yesterday" -k 3
     """
+    from .bundle import resolve_pack
     from .pack import load_pack
     from .retrieval import RetrievalConfig, Retriever
 
-    pack = load_pack(pack_path or default_pack())
+    pack = load_pack(resolve_pack(pack_path) or default_pack())
     cfg = RetrievalConfig.from_mapping(dict(pack.settings.retrieval)).merged(
         top_k=top_k, threshold=threshold, budget_tokens=10**9)
     found = Retriever(pack.open_embedder(), pack.index, pack.strategies, pack.vectors, cfg).search_text(text)
@@ -359,7 +334,8 @@ def pack_verify(path: Path | None, repair: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # Without standalone mode click returns a command's exit code (ctx.exit(n)) instead of exiting.
+        rc = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except EdgeAgentError as exc:
         if os.environ.get("EDGE_AGENT_DEBUG"):
             raise
@@ -373,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(130)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(rc, int) and rc != 0:
+        sys.exit(rc)
 
 
 if __name__ == "__main__":
