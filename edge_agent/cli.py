@@ -250,40 +250,34 @@ def pack() -> None:
               help="Exported ONNX embedder directory (default: the one made by `models export-embedder`).")
 @click.option("--approved-only", is_flag=True, help="Leave out strategies not approved in review.")
 @click.option("--allow-lint-flags", is_flag=True, help="Build even when policy/injection lint flags strategies.")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty directory that is not a pack (its other files are kept).")
+@click.option("--model", default=None, help="Student the pack is for, to size the system prompt against its "
+                                            "context window (default: the registry's default student).")
 @click.option("--json", "as_json", is_flag=True)
 def pack_build(library: Path | None, domain: Path | None, out: Path | None, embedder_dir: Path | None,
-               approved_only: bool, allow_lint_flags: bool, as_json: bool) -> None:
+               approved_only: bool, allow_lint_flags: bool, force: bool, model: str | None, as_json: bool) -> None:
     """Embed a strategy library and write a pack.
+
+    Rejected strategies never ship; pending ones do unless --approved-only. An existing pack at
+    --out is replaced (files you added to it are kept); any other non-empty directory is refused
+    unless --force.
 
     \b
     Example:
       edge-agent pack build --library lib.jsonl --domain desk.toml --out packs/desk
     """
-    from .domain import load_domain
-    from .embedder import OnnxEmbedder
-    from .errors import ModelError
-    from .library import read_library
-    from .pack import PackSettings, build_pack
+    from .packbuild import build_from_files, to_json
 
-    library = library or demo_dir() / "library.jsonl"
-    dom = load_domain(domain or demo_dir() / "domain.toml")
-    emb_dir = embedder_dir or default_embedder_dir()
-    if not (emb_dir / "model.onnx").is_file():
-        raise ModelError(f"no exported embedder at {emb_dir}; run: edge-agent models export-embedder "
-                         "(needs the distill extra) or pass --embedder DIR")
-    strategies = read_library(library)
-    # Policy and prompt-injection lint gates every build (the checks are plain regexes).
-    from distill.lifecycle.lint import gate, lint_strategies
-
-    gate(lint_strategies(strategies, list(dom.rules)), allow=allow_lint_flags)
-    settings = PackSettings(retrieval=dom.settings.get("retrieval", {}), prompting=dom.settings.get("prompting", {}),
-                            generation=dom.settings.get("generation", {}))
-    report = build_pack(out or default_pack(), strategies, OnnxEmbedder(emb_dir),
-                        embedder_dir=emb_dir, domain=dom.to_manifest(), settings=settings,
-                        build={"library": library.name, "domain": dom.name}, approved_only=approved_only)
+    outcome = build_from_files(library or demo_dir() / "library.jsonl", domain or demo_dir() / "domain.toml",
+                               out or default_pack(), embedder_dir or default_embedder_dir(),
+                               approved_only=approved_only, allow_lint_flags=allow_lint_flags, force=force,
+                               model=model)
+    report = outcome.report
+    for warning in outcome.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     if as_json:
-        click.echo(json.dumps({"path": str(report.path), "strategies": report.strategies,
-                               "embedded": report.embedded, "reused": report.reused}))
+        click.echo(json.dumps(to_json(outcome)))
     else:
         click.echo(f"wrote {report.path} ({report.strategies} strategies, {report.embedded} embedded)")
 
@@ -315,21 +309,20 @@ def pack_inspect(path: Path | None, as_json: bool) -> None:
 @pack.command("verify")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.option("--repair", is_flag=True, help="Rebuild index.faiss from vectors.npy if it is bad.")
-def pack_verify(path: Path | None, repair: bool) -> None:
-    """Check every file, hash and count in a pack; exit 1 on the first problem."""
-    from .errors import PackError
-    from .pack import load_pack, repair_index
+@click.option("--strict", is_flag=True, help="Also fail on manifest fields this version does not know.")
+def pack_verify(path: Path | None, repair: bool, strict: bool) -> None:
+    """Check every file, hash, count and id in a pack and embed one text with its embedder; exit 1 on
+    the first problem."""
+    from .packbuild import verify_pack
 
-    root = path or default_pack()
-    try:
-        loaded = load_pack(root)
-    except PackError:
-        if not repair:
-            raise
-        repair_index(root)
-        loaded = load_pack(root)
+    result = verify_pack(path or default_pack(), repair=repair, strict=strict)
+    if result.repaired:
         click.echo("rebuilt index.faiss from vectors.npy")
-    click.echo(f"OK {loaded.path}: {len(loaded.strategies)} strategies, dim {loaded.dim}, all hashes match")
+    if result.unknown_fields:
+        click.secho(f"note: manifest field(s) {', '.join(result.unknown_fields)} are not known to this version and "
+                    "were ignored (--strict refuses them)", fg="yellow", err=True)
+    click.echo(f"OK {result.path}: {result.strategies} strategies, dim {result.dim}, all hashes match, "
+               "embedder loads")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -106,6 +106,13 @@ def _need_str(where: str, data: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _opt_str(where: str, data: Mapping[str, Any], key: str, default: str = "") -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: '{key}' must be a string")
+    return value
+
+
 def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
     _check_keys(source, data, _TOP)
     dom = data.get("domain")
@@ -116,12 +123,20 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
     if not isinstance(pol, dict):
         raise ConfigError(f"{source}: missing [policy] table with the policy text")
     _check_keys(f"{source} [policy]", pol, _POLICY)
+    for key in ("intents", "rules"):
+        items = data.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise ConfigError(f"{source}: '{key}' must be an array of tables ([[{key}]] entries)")
+    for key in ("personas", *(k for k in ("retrieval", "prompting", "generation", *_BUILD_TABLES) if k in data)):
+        if key in data and not isinstance(data[key], dict):
+            raise ConfigError(f"{source}: '{key}' must be a table ([{key}])")
     intents = []
     for i, item in enumerate(data.get("intents", [])):
         where = f"{source} [[intents]] #{i + 1}"
         _check_keys(where, item, _INTENT)
         intents.append(Intent(id=_need_str(where, item, "id"), description=_need_str(where, item, "description"),
-                              customer_goal=item.get("customer_goal", ""), opening=item.get("opening", "")))
+                              customer_goal=_opt_str(where, item, "customer_goal"),
+                              opening=_opt_str(where, item, "opening")))
     rules = []
     for i, item in enumerate(data.get("rules", [])):
         where = f"{source} [[rules]] #{i + 1}"
@@ -143,7 +158,8 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
         if lists["examples"] and kind == "required_step":
             raise ConfigError(f"{where}: 'examples' are violating sentences, only for forbidden_* rules")
         rules.append(PolicyRule(id=_need_str(where, item, "id"), kind=kind, pattern=pattern,
-                                description=item.get("description", ""), severity=item.get("severity", "error"),
+                                description=_opt_str(where, item, "description"),
+                                severity=_opt_str(where, item, "severity", "error"),
                                 **lists))
     personas = data.get("personas", {})
     if not isinstance(personas, dict) or any(not isinstance(v, list) or not v for v in personas.values()):
@@ -154,7 +170,8 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
         company=_need_str(f"{source} [domain]", dom, "company"),
         agent_role=_need_str(f"{source} [domain]", dom, "agent_role"),
         policy=_need_str(f"{source} [policy]", pol, "text"),
-        goal=dom.get("goal", ""), language=dom.get("language", "en"), greeting=dom.get("greeting", ""),
+        goal=_opt_str(f"{source} [domain]", dom, "goal"), language=_opt_str(f"{source} [domain]", dom, "language", "en"),
+        greeting=_opt_str(f"{source} [domain]", dom, "greeting"),
         intents=tuple(intents), personas={k: tuple(v) for k, v in personas.items()}, rules=tuple(rules),
         settings=settings, source=source,
     )
@@ -168,6 +185,8 @@ def load_domain(path: Path | str) -> Domain:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: invalid TOML ({exc}); fix the file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name}: not UTF-8 text; a domain file is TOML (see distill/domains)") from None
     return parse_domain(data, path.name)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from .errors import PackError
 
 __all__ = [
+    "text_lines",
     "Strategy",
     "Review",
     "SOURCES",
@@ -59,10 +60,19 @@ class Strategy:
     tags: tuple[str, ...] = ()
     provenance: Mapping[str, Any] = field(default_factory=dict)
     reviews: tuple[Review, ...] = ()
+    # Facts the exemplar assumes ("outage_confirmed", or "!within_minimum_term" for one that must be
+    # false) and facts the reply itself establishes once said. See edge_agent/facts.py.
+    requires: tuple[str, ...] = ()
+    establishes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["tags"] = list(self.tags)
+        for name in ("requires", "establishes"):  # omitted when empty: older files stay byte-identical
+            if data[name]:
+                data[name] = list(data[name])
+            else:
+                del data[name]
         data["provenance"] = dict(self.provenance)
         data["reviews"] = [dataclasses.asdict(r) for r in self.reviews]
         return data
@@ -83,6 +93,12 @@ class Strategy:
         if status not in STATUSES:
             raise ValueError(f"field 'status' is {status!r}; use one of {', '.join(STATUSES)}")
         reviews = tuple(Review(**r) for r in data.get("reviews", ()))
+        conditions = {}
+        for name in ("requires", "establishes"):
+            value = data.get(name, ())
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise ValueError(f"field '{name}' must be a list of fact names (e.g. [\"identity_verified\"])")
+            conditions[name] = tuple(v.strip() for v in value)
         return cls(
             id=data["id"],
             scenario=data["scenario"],
@@ -94,6 +110,7 @@ class Strategy:
             tags=tuple(data.get("tags", ())),
             provenance=dict(data.get("provenance", {})),
             reviews=reviews,
+            **conditions,
         )
 
     def replace(self, **changes: Any) -> "Strategy":
@@ -118,12 +135,27 @@ def parse_strategy_line(line: str, where: str) -> Strategy:
         raise PackError(
             f"{where}: not valid JSON ({exc.msg} at column {exc.colno}); fix or remove that line"
         ) from None
+    except RecursionError:
+        raise PackError(f"{where}: JSON nested too deeply; a strategy is one flat object per line") from None
     if not isinstance(data, dict):
         raise PackError(f"{where}: expected a JSON object per line; fix or remove that line")
     try:
         return Strategy.from_json(data)
     except (ValueError, TypeError) as exc:
         raise PackError(f"{where}: {exc}; fix that line") from None
+
+
+def text_lines(path: Path, what: str) -> list[str]:
+    """The lines of a UTF-8 text file; a binary or mis-encoded file is a PackError saying where."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise PackError(f"{path}: not UTF-8 text (undecodable byte at line {line}); {what}") from None
+    if "\x00" in text:
+        raise PackError(f"{path}: holds NUL bytes, so it is binary, not text; {what}")
+    return text.splitlines(keepends=True)
 
 
 def read_library(path: Path) -> list[Strategy]:
@@ -133,15 +165,14 @@ def read_library(path: Path) -> list[Strategy]:
         raise PackError(f"library file {path} not found; pass the path to a strategies .jsonl file")
     out: list[Strategy] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            item = parse_strategy_line(line, f"{path.name} line {lineno}")
-            if item.id in seen:
-                raise PackError(f"{path.name} line {lineno}: duplicate id {item.id!r}; ids must be unique")
-            seen.add(item.id)
-            out.append(item)
+    for lineno, line in enumerate(text_lines(path, "a library is a UTF-8 .jsonl file of strategies"), 1):
+        if not line.strip():
+            continue
+        item = parse_strategy_line(line, f"{path.name} line {lineno}")
+        if item.id in seen:
+            raise PackError(f"{path.name} line {lineno}: duplicate id {item.id!r}; ids must be unique")
+        seen.add(item.id)
+        out.append(item)
     return out
 
 

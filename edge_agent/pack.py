@@ -24,7 +24,7 @@ from .embedder import EMBEDDER_CONFIG, Embedder, HashEmbedder, OnnxEmbedder
 from .errors import PackError
 from .files import is_lfs_pointer, sha256_file, write_json_atomic
 from .index import FAISS_MIN_ROWS, ExactIndex, FaissIndex, VectorIndex, build_faiss, faiss_header
-from .library import Strategy, parse_strategy_line
+from .library import Strategy, parse_strategy_line, text_lines
 from .outdir import check_destination, install_dir
 
 __all__ = [
@@ -254,10 +254,13 @@ def load_pack(
                         f"the bundled embedder is {config.get('id')!r} dim {config.get('dim')}; {REBUILD_HINT}")
 
     strategies: list[Strategy] = []
-    with (root / STRATEGIES).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                strategies.append(parse_strategy_line(line, f"pack {root}: {STRATEGIES} line {lineno}"))
+    try:
+        lines = text_lines(root / STRATEGIES, REBUILD_HINT)
+    except PackError as exc:
+        raise _fail(f"pack {root}: {exc}") from None
+    for lineno, line in enumerate(lines, 1):
+        if line.strip():
+            strategies.append(parse_strategy_line(line, f"pack {root}: {STRATEGIES} line {lineno}"))
     _check_unique_ids([s.id for s in strategies], f"pack {root}: {STRATEGIES}")
     if not strategies:
         raise _fail(f"pack {root}: empty library: {STRATEGIES} has no strategies; add strategies and "

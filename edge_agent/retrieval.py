@@ -6,6 +6,8 @@ collapse and a token budget for what gets injected. `Retriever` wires the embedd
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -53,7 +55,8 @@ class RetrievalConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown retrieval setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
-        cfg = cls(**dict(data))
+        values = {k: _number(k, v, cls.__dataclass_fields__[k].type) for k, v in data.items()}
+        cfg = cls(**values)
         if cfg.top_k < 0 or cfg.budget_tokens < 0 or cfg.candidates < 1:
             raise ConfigError("retrieval top_k and budget_tokens must be >= 0 and candidates >= 1")
         if not -1.0 <= cfg.threshold <= 1.0:
@@ -63,6 +66,17 @@ class RetrievalConfig:
     def merged(self, **overrides: Any) -> "RetrievalConfig":
         values = {**self.__dict__, **{k: v for k, v in overrides.items() if v is not None}}
         return RetrievalConfig.from_mapping(values)
+
+
+def _number(key: str, value: Any, kind: Any) -> Any:
+    """A retrieval setting checked against its field's type ("int" or "float"), named in the error."""
+    integral = str(kind) in ("int", "<class 'int'>")
+    ok = isinstance(value, int) if integral else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or (not integral and not math.isfinite(value)):
+        want = "a whole number" if integral else "a finite number"
+        raise ConfigError(f"retrieval setting {key} must be {want}, got {value!r}; e.g. --set {key}="
+                          f"{RetrievalConfig.__dataclass_fields__[key].default}")
+    return value
 
 
 def select_hits(
