@@ -27,6 +27,7 @@ from ..agent import Agent
 from ..files import home_dir
 from .config import ServeConfig
 from .limits import BodyLimit
+from .page import add_page_routes
 from .schemas import (
     ApiError,
     ChatRequest,
@@ -49,9 +50,11 @@ POLL_S = 0.25
 
 def build_agent(config: ServeConfig) -> Agent:
     """The same agent `edge-agent chat` builds: pack + student + the pack's settings."""
-    pack = config.pack or Path(home_dir() / "packs" / "demo")
+    from ..bundle import pack_model, resolve_pack
+
+    pack = resolve_pack(config.pack) or Path(home_dir() / "packs" / "demo")  # a directory or an installed name
     template = config.chat_template.read_text(encoding="utf-8") if config.chat_template else None
-    return Agent.from_pack(pack, config.model, chat_template=template, n_ctx=config.n_ctx)
+    return Agent.from_pack(pack, pack_model(pack, config.model), chat_template=template, n_ctx=config.n_ctx)
 
 
 class ClientGone(Exception):
@@ -197,6 +200,7 @@ def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None
             if not finished:
                 job.cancel.set()
 
+    add_page_routes(app, agent, config, model)
     return app
 
 
