@@ -9,6 +9,7 @@ accelerator) and `embedder/` (ONNX model + tokenizer). Loading checks everything
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 import tempfile
@@ -48,6 +49,9 @@ MANIFEST = "manifest.json"
 STRATEGIES = "strategies.jsonl"
 VECTORS = "vectors.npy"
 INDEX = "index.faiss"
+# Per strategy: [its scenario's last customer message, its exemplar reply], embedded at build time so
+# the turn planner can tell whether an entry answers the latest message without re-embedding.
+TURN_VECTORS = "turn_vectors.npy"
 EMBEDDER_DIR = "embedder"
 REBUILD_HINT = "rebuild it with: edge-agent pack build"
 
@@ -77,6 +81,7 @@ class Pack:
     strategies: list[Strategy]
     vectors: np.ndarray
     index: VectorIndex
+    turn_vectors: np.ndarray | None = None  # (rows, 2, dim); None for packs built before it existed
 
     @property
     def dim(self) -> int:
@@ -109,6 +114,31 @@ class Pack:
 def index_text(strategy: Strategy, query_turns: int) -> str:
     """The text embedded for a strategy: the recent end of its scenario, built like a query."""
     return query_text(parse_transcript(strategy.scenario), query_turns)
+
+
+def turn_texts(strategy: Strategy) -> tuple[str, str]:
+    """(the scenario's last customer message, the exemplar without its speaker label); "" if absent."""
+    turns = parse_transcript(strategy.scenario)
+    last = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+    exemplar = re.sub(r"^\s*(?:AGENT|ASSISTANT)\s*:\s*", "", strategy.exemplar.strip(), flags=re.IGNORECASE)
+    return last.strip(), " ".join(exemplar.split())
+
+
+def embed_turn_texts(strategies: Sequence[Strategy], embedder: Embedder,
+                     reuse: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, int]:
+    """Turn vectors for every strategy (zeros where a text is empty) and how many texts were embedded."""
+    out = np.zeros((len(strategies), 2, embedder.dim), dtype=np.float32)
+    done = 0
+    for i, s in enumerate(strategies):
+        for j, text in enumerate(turn_texts(s)):
+            if not text:
+                continue
+            if reuse is not None and text in reuse:
+                out[i, j] = reuse[text]
+            else:
+                out[i, j] = embedder.embed([text])[0]
+                done += 1
+    return out, done
 
 
 def _fail(msg: str) -> PackError:
@@ -279,7 +309,17 @@ def load_pack(
                         "edge-agent pack verify --repair")
         if use_faiss or vectors.shape[0] >= FAISS_MIN_ROWS:
             index = FaissIndex.load(root / INDEX)
-    return Pack(path=root, manifest=manifest, strategies=strategies, vectors=vectors, index=index)
+    turn_vectors = None
+    if TURN_VECTORS in files:
+        try:
+            turn_vectors = np.load(root / TURN_VECTORS, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise _fail(f"pack {root}: {TURN_VECTORS} is not a readable .npy file ({exc}); {REBUILD_HINT}") from None
+        if turn_vectors.shape != (len(strategies), 2, dim) or turn_vectors.dtype != np.float32:
+            raise _fail(f"pack {root}: {TURN_VECTORS} has shape {turn_vectors.shape} {turn_vectors.dtype}, expected "
+                        f"({len(strategies)}, 2, {dim}) float32; {REBUILD_HINT}")
+    return Pack(path=root, manifest=manifest, strategies=strategies, vectors=vectors, index=index,
+                turn_vectors=turn_vectors)
 
 
 def _file_entry(path: Path) -> dict[str, Any]:
@@ -298,6 +338,7 @@ def write_pack(
     build: Mapping[str, Any] | None = None,
     index_kind: str = "auto",
     force: bool = False,
+    turn_vectors: np.ndarray | None = None,
 ) -> Path:
     """Write a complete pack atomically (a temporary sibling directory renamed into place).
 
@@ -325,6 +366,12 @@ def write_pack(
         faiss_index = build_faiss(vectors, kind=index_kind)
         faiss_index.save(tmp / INDEX)
         rels = [STRATEGIES, VECTORS, INDEX]
+        if turn_vectors is not None:
+            turn = np.ascontiguousarray(turn_vectors, dtype=np.float32)
+            if turn.shape != (len(strategies), 2, vectors.shape[1]):
+                raise _fail(f"turn vectors have shape {turn.shape}, expected ({len(strategies)}, 2, {vectors.shape[1]})")
+            np.save(tmp / TURN_VECTORS, turn, allow_pickle=False)
+            rels.append(TURN_VECTORS)
         if embedder_dir is not None:
             shutil.copytree(embedder_dir, tmp / EMBEDDER_DIR)
             rels += sorted(
@@ -397,10 +444,16 @@ def build_pack(
     query_turns = int(settings.retrieval.get("query_turns", 3))
     texts = [index_text(s, query_turns) for s in items]
     cached: dict[str, np.ndarray] = {}
-    if reuse is not None and reuse.embedder_info.get("id") == getattr(embedder, "id", None) and \
-            int(reuse.settings.retrieval.get("query_turns", 3)) == query_turns:
+    turn_cache: dict[str, np.ndarray] = {}
+    same_embedder = reuse is not None and reuse.embedder_info.get("id") == getattr(embedder, "id", None)
+    if reuse is not None and same_embedder and int(reuse.settings.retrieval.get("query_turns", 3)) == query_turns:
         for s, row in zip(reuse.strategies, reuse.vectors):
             cached[index_text(s, query_turns)] = row
+    if reuse is not None and same_embedder and reuse.turn_vectors is not None:
+        for s, pair in zip(reuse.strategies, reuse.turn_vectors):
+            for text, vec in zip(turn_texts(s), pair):
+                if text:
+                    turn_cache[text] = vec
     vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
     todo = [i for i, t in enumerate(texts) if t not in cached]
     for i, t in enumerate(texts):
@@ -415,9 +468,10 @@ def build_pack(
     elif embedder_dir is not None:
         config = json.loads((Path(embedder_dir) / EMBEDDER_CONFIG).read_text(encoding="utf-8"))
         info.update({k: v for k, v in config.items() if k not in ("id", "dim")})
+    turn, _ = embed_turn_texts(items, embedder, turn_cache)
     out = write_pack(path, items, vectors, embedder_info=info, embedder_dir=embedder_dir, domain=domain,
                      settings=settings, build=build, index_kind="flat" if len(items) < 20_000 else "auto",
-                     force=force)
+                     force=force, turn_vectors=turn)
     return BuildReport(path=out, strategies=len(items), embedded=len(todo), reused=len(items) - len(todo))
 
 

@@ -46,7 +46,8 @@ def test_incremental_embeds_only_new_or_changed_scenarios(tmp_path: Path) -> Non
     items = make_strategies(8)
     first = HashEmbedder(dim=32)
     assert _build(tmp_path / "p", items, first).report.embedded == 8
-    assert first.texts_embedded == 8
+    # 8 scenarios, plus each one's last customer message and exemplar (the planner's turn vectors)
+    assert first.texts_embedded == 8 * 3
     edited = list(items)
     edited[1] = edited[1].replace(compact="Only the guidance changed.")  # same scenario: vector reused
     edited[2] = edited[2].replace(scenario="CUSTOMER: the router shows a red light")  # re-embedded
@@ -54,7 +55,9 @@ def test_incremental_embeds_only_new_or_changed_scenarios(tmp_path: Path) -> Non
     emb = HashEmbedder(dim=32)
     result = _build(tmp_path / "p", edited, emb, reuse=tmp_path / "p")
     assert (result.report.embedded, result.report.reused) == (2, 7)
-    assert (emb.calls, emb.texts_embedded) == (2, 2)  # one text per call: vectors never depend on batch mates
+    # one text per call (vectors never depend on batch mates): the 2 changed/new scenarios and their
+    # 2 new last customer messages; every unchanged text's vector is reused
+    assert (emb.calls, emb.texts_embedded) == (4, 4)
     # the reused rows are exactly what a full rebuild computes
     full = _build(tmp_path / "full", edited, HashEmbedder(dim=32))
     assert full.report.embedded == 9
@@ -69,7 +72,7 @@ def test_other_embedder_embeds_everything(tmp_path: Path) -> None:
     _build(tmp_path / "p", items, HashEmbedder(dim=32))
     emb = HashEmbedder(dim=48, seed=1)
     result = _build(tmp_path / "q", items, emb, reuse=tmp_path / "p")
-    assert (result.report.embedded, emb.texts_embedded) == (5, 5)
+    assert (result.report.embedded, emb.texts_embedded) == (5, 5 * 3)
     assert load_pack(tmp_path / "q").dim == 48
 
 
