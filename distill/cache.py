@@ -1,6 +1,7 @@
 """A content-hash cache of LLM calls in SQLite: the same request is never paid for twice.
 
-The key is the sha256 of the canonical JSON of (model, messages, parameters); values are JSON
+The key is the sha256 of the canonical JSON of (teacher identity, messages, parameters), where the
+identity is the endpoint URL, the model and an explicit id or server fingerprint; values are JSON
 (never pickle). Each row also records which run paid for it, so a run's spending can be summed
 after a crash. API keys are never part of a request and so never stored.
 """
@@ -35,9 +36,12 @@ CREATE INDEX IF NOT EXISTS calls_run ON calls (run_id);
 """
 
 
-def request_key(model: str, messages: Any, params: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON of a request (same request, same key, on any machine)."""
-    blob = json.dumps({"model": model, "messages": messages, "params": dict(params)},
+def request_key(teacher: str, messages: Any, params: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of a request to one teacher (same request, same key, any machine).
+
+    `teacher` identifies who answers (`Endpoint.identity()`); the student passes its own id.
+    """
+    blob = json.dumps({"model": teacher, "messages": messages, "params": dict(params)},
                       sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +33,38 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
         raise click.BadParameter(f"{text!r} is not a comma-separated list of numbers") from None
 
 
+def _names(text: str | None) -> tuple[str, ...] | None:
+    names = tuple(x.strip() for x in (text or "").split(",") if x.strip())
+    return names or None
+
+
 def _ints(text: str | None) -> tuple[int, ...] | None:
     values = _floats(text)
     return tuple(int(v) for v in values) if values else None
 
 
 class _Progress:
-    """Rich progress bars fed by build events; counts read from the run's meter."""
+    """Progress fed by build events: rich bars on a terminal, plain lines otherwise.
 
-    def __init__(self, enabled: bool) -> None:
+    Line mode (stderr is a file or a pipe, e.g. a background run) prints when a stage starts, when
+    its scenarios are known, when it ends, and otherwise at most once every `interval` seconds.
+    """
+
+    def __init__(self, enabled: bool, *, lines: bool = False, interval: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 write: Callable[[str], None] = lambda text: click.echo(text, err=True)) -> None:
         self.enabled = enabled
+        self.lines = lines and not enabled
+        self.interval = interval
+        self.clock = clock
+        self.write = write
         self.build: Any = None
         self.progress: Any = None
         self.tasks: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
+        self.totals: dict[str, int | None] = {}
+        self.stage: Any = None
+        self._last = 0.0
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -69,23 +88,39 @@ class _Progress:
         return (f"calls {t.calls}  tokens {t.prompt_tokens + t.completion_tokens}  ${t.cost:.4f}  "
                 f"cache hits {t.cache_hits}  student {self.build.student.calls}")
 
+    def _line(self, force: bool = False) -> None:
+        now = self.clock()
+        if not self.lines or (not force and now - self._last < self.interval):
+            return
+        self._last = now
+        scen = self.totals.get("scenario")
+        self.write(f"stage {self.stage}: rollouts {self.counts.get('rollout', 0)}/{self.totals.get('rollout')}, "
+                   f"scenarios {self.counts.get('scenario', 0)}/{'?' if scen is None else scen}  {self._info()}")
+
     def __call__(self, name: str, data: Mapping[str, Any]) -> None:
-        if self.progress is None:
+        if self.progress is None and not self.lines:
             return
         stage = data.get("stage")
         if name == "stage":
+            self.stage = stage
             self.counts = {"rollout": 0, "scenario": 0}
-            self.tasks["rollout"] = self.progress.add_task(f"stage {stage} rollouts", total=data["customers"],
-                                                           info=f"p={data['p']}, library {data['library']}")
-            self.tasks["scenario"] = self.progress.add_task(f"stage {stage} scenarios", total=None, info="")
-        elif name == "rollout":
-            self.counts["rollout"] += 1
-            self.progress.update(self.tasks["rollout"], completed=self.counts["rollout"], info=self._info())
+            self.totals = {"rollout": data["customers"], "scenario": None}
+            if self.progress is not None:
+                self.tasks["rollout"] = self.progress.add_task(f"stage {stage} rollouts", total=data["customers"],
+                                                               info=f"p={data['p']}, library {data['library']}")
+                self.tasks["scenario"] = self.progress.add_task(f"stage {stage} scenarios", total=None, info="")
+            self._line(force=True)
+        elif name in ("rollout", "scenario"):
+            self.counts[name] = self.counts.get(name, 0) + 1
+            if self.progress is not None:
+                self.progress.update(self.tasks[name], completed=self.counts[name], info=self._info())
+            done = name == "scenario" and self.counts[name] == self.totals.get("scenario")
+            self._line(force=done)
         elif name == "scenarios":
-            self.progress.update(self.tasks["scenario"], total=data["total"])
-        elif name == "scenario":
-            self.counts["scenario"] += 1
-            self.progress.update(self.tasks["scenario"], completed=self.counts["scenario"], info=self._info())
+            self.totals["scenario"] = data["total"]
+            if self.progress is not None:
+                self.progress.update(self.tasks["scenario"], total=data["total"])
+            self._line(force=True)
 
 
 def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str, Any], budget: Mapping[str, Any],
@@ -93,7 +128,8 @@ def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str,
     from .loop import run_build
     from .rundir import open_build
 
-    progress = _Progress(enabled=not as_json and not no_progress and sys.stderr.isatty())
+    show = not as_json and not no_progress
+    progress = _Progress(enabled=show and sys.stderr.isatty(), lines=show)
     build = open_build(run_dir, loop=loop, budget=budget, teacher=teacher, on_event=progress)
     progress.build = build
 
@@ -131,6 +167,19 @@ def _summary(report: Mapping[str, Any]) -> None:
                    f"{u['cost']:9.4f} {u['cache_hits']:10}")
     if report["unpriced_models"]:
         click.echo(f"(no price set for {', '.join(report['unpriced_models'])}; cost counted as 0)")
+    cache = report.get("cache", {})
+    for row in cache.get("by_teacher", []):
+        if row["cache_hits"]:
+            runs = f" (paid by run {', '.join(row['cached_from_runs'])})" if row["cached_from_runs"] else ""
+            click.echo(f"{row['cache_hits']} answers from the cache for {row['teacher']}{runs}; "
+                       f"{row['paid_calls']} paid calls")
+    q = report.get("quality")
+    if q:
+        why = ", ".join(f"{n} {k}" for k, n in q["reasons"].items())
+        click.echo(f"kept {q['kept']} strategies; rejected {q['rejected']}" + (f" ({why})" if why else "")
+                   + f"; minimum score {q['min_score']}")
+        if q["warning"]:
+            click.secho(f"warning: {q['warning']}", fg="yellow", err=True)
     if report.get("pack"):
         click.echo(f"library: {Path(report['pack']).parent / 'library' / 'library.jsonl'}")
         click.echo(f"pack:    {report['pack']}   try: edge-agent chat --pack {report['pack']}")
@@ -141,8 +190,13 @@ _LOOP_OPTIONS = [
     click.option("--cut-turns", default=None, help="Cut conversations after these customer turns, e.g. 1,2,3,4."),
     click.option("--rounds", type=click.IntRange(1, 20), default=None, help="Improvement rounds per scenario (max)."),
     click.option("--personas", type=click.IntRange(1), default=None, help="Use N personas per situation (seeded)."),
+    click.option("--intents", default=None, help="Only these intent ids, comma-separated, e.g. refund,cancel."),
+    click.option("--customers", type=click.IntRange(1), default=None,
+                 help="At most N simulated customers per stage, spread over the situations (a quick first trial)."),
     click.option("--scenarios", type=click.IntRange(1), default=None, help="At most N scenarios per stage."),
     click.option("--max-turns", type=click.IntRange(1, 40), default=None, help="Customer turn cap per rollout."),
+    click.option("--min-score", type=click.IntRange(1, 5), default=None,
+                 help="Reject strategies whose best judge score is below this (default 2)."),
     click.option("--seed", type=int, default=None),
 ]
 _RUN_OPTIONS = [
@@ -169,7 +223,9 @@ def _apply(options: list[Any]) -> Any:
 def _loop_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
     return {"stages": _floats(kw.get("stages")), "cut_turns": _ints(kw.get("cut_turns")), "rounds": kw.get("rounds"),
             "personas": kw.get("personas"), "scenarios_per_stage": kw.get("scenarios"),
-            "max_customer_turns": kw.get("max_turns"), "seed": kw.get("seed"), "concurrency": kw.get("concurrency")}
+            "intents": _names(kw.get("intents")), "max_customers": kw.get("customers"),
+            "max_customer_turns": kw.get("max_turns"), "seed": kw.get("seed"), "min_score": kw.get("min_score"),
+            "concurrency": kw.get("concurrency")}
 
 
 def _budget_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,6 +253,8 @@ def distill_group() -> None:
               help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1.")
 @click.option("--teacher-model", envvar="EDGE_AGENT_TEACHER_MODEL", show_envvar=True, default=None)
 @click.option("--api-key-env", default=None, help="Name of the environment variable holding the API key.")
+@click.option("--teacher-id", default=None,
+              help="Your name for the model behind the endpoint (part of the cache key; change it when you swap it).")
 @click.option("--json-mode", type=click.Choice(["off", "object", "schema", "grammar"]), default=None,
               help="How JSON is requested: object (json_object), schema (json_schema), grammar (llama.cpp "
                    "schema-constrained), off (prompt only).")
@@ -207,7 +265,7 @@ def distill_group() -> None:
               help="Call cache (SQLite; default: $EDGE_AGENT_HOME/distill/cache.sqlite).")
 @_apply(_LOOP_OPTIONS + _RUN_OPTIONS)
 def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teacher_model: str | None,
-                api_key_env: str | None, json_mode: str | None, student_max_tokens: int | None, student: str,
+                api_key_env: str | None, teacher_id: str | None, json_mode: str | None, student_max_tokens: int | None, student: str,
                 embedder: str, cache: Path | None, **kw: Any) -> None:
     """Start a build. Ctrl-C or a crash loses nothing: continue with `distill resume RUN_DIR`.
 
@@ -220,7 +278,7 @@ def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teach
     from .rundir import init_run
 
     init_run(run_dir, domain_path, teacher={"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env,
-                                            "json_mode": json_mode},
+                                            "json_mode": json_mode, "teacher_id": teacher_id},
              loop={**_loop_overrides(kw), "student_max_tokens": student_max_tokens},
              teacher_timeout=kw.get("timeout_s"), budget=_budget_overrides(kw), student=student, embedder=embedder, cache=cache)
     _execute(run_dir, kw["as_json"], kw["no_progress"], {}, {})
@@ -228,21 +286,38 @@ def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teach
 
 @distill_group.command("resume")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--teacher-url", default=None, help="New OpenAI-compatible base URL for the teacher (saved in the run).")
+@click.option("--teacher-model", default=None, help="New teacher model name (saved in the run).")
+@click.option("--api-key-env", default=None, help="Name of the environment variable holding the API key.")
+@click.option("--teacher-id", default=None, help="Your name for the model behind the endpoint (see run).")
 @_apply(_RUN_OPTIONS)
-def resume_command(run_dir: Path, **kw: Any) -> None:
+def resume_command(run_dir: Path, teacher_url: str | None, teacher_model: str | None, api_key_env: str | None,
+                   teacher_id: str | None, **kw: Any) -> None:
     """Continue a stopped or crashed build; finished work and paid calls are not repeated.
 
+    Endpoint flags (--teacher-url, --teacher-model, --api-key-env, --teacher-id) are saved in the run's
+    config.json, so a later resume keeps them. Answers cached from another teacher are not reused.
+
     \b
-    Example:
+    Examples:
       edge-agent distill resume runs/desk --max-cost 10
+      edge-agent distill resume runs/desk --teacher-url http://127.0.0.1:8081/v1 --timeout-s 300
     """
+    from .rundir import update_endpoint
+
+    changed = update_endpoint(run_dir, {"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env,
+                                        "teacher_id": teacher_id})
+    if changed:
+        click.echo(f"teacher endpoint updated in {run_dir / 'config.json'}: "
+                   + ", ".join(f"{k} = {v}" for k, v in changed.items()), err=True)
     loop = {"concurrency": kw.get("concurrency")}
     _execute(run_dir, kw["as_json"], kw["no_progress"], loop, _budget_overrides(kw), {"timeout_s": kw.get("timeout_s")})
 
 
 @distill_group.command("estimate")
 @click.option("--domain", "domain_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
-@click.option("--teacher-model", envvar="EDGE_AGENT_TEACHER_MODEL", default=None, help="Model name (for prices).")
+@click.option("--teacher-model", envvar="EDGE_AGENT_TEACHER_MODEL", default=None,
+              help="Model name (for prices; default: [roles.teacher] model in the domain file).")
 @click.option("--json", "as_json", is_flag=True)
 @_apply(_LOOP_OPTIONS)
 def estimate_command(domain_path: Path, teacher_model: str | None, as_json: bool, **kw: Any) -> None:
@@ -252,19 +327,25 @@ def estimate_command(domain_path: Path, teacher_model: str | None, as_json: bool
     Example:
       edge-agent distill estimate --domain distill/domains/airline.toml --teacher-model gpt-4o --personas 8
     """
-    from .estimate import estimate_run, format_estimate
+    from .estimate import budget_warnings, estimate_run, format_estimate
 
     domain = load_domain(domain_path)
     settings = settings_from_domain(domain.settings, domain_path.name)
+    own = settings.roles.get("teacher")
     teacher: dict[str, Any] = {"model": teacher_model}
-    if not settings.roles.get("teacher") or not settings.roles["teacher"].base_url:
+    if not own or not own.base_url:
         teacher["base_url"] = "http://127.0.0.1/v1"  # not contacted; only the arithmetic needs a role
+    if not teacher_model and not (own and own.model):
+        raise click.UsageError(f"pass --teacher-model, or set model in {domain_path.name}'s [roles.teacher] "
+                               "(prices are looked up by model name)")
     settings = settings.with_overrides(teacher=teacher, loop=_loop_overrides(kw))
-    if not teacher_model and not (settings.roles.get("teacher") and settings.roles["teacher"].model):
-        raise click.BadParameter("pass --teacher-model (prices are looked up by model name)")
     expected, worst = estimate_run(domain, settings), estimate_run(domain, settings, worst_case=True)
+    warnings = budget_warnings(expected, worst, settings.budget, set(settings.prices))
     if as_json:
-        click.echo(json.dumps({"expected": [r.to_json() for r in expected], "max": [r.to_json() for r in worst]},
-                              indent=2))
+        click.echo(json.dumps({"teacher_model": settings.endpoint("teacher").model,
+                               "expected": [r.to_json() for r in expected], "max": [r.to_json() for r in worst],
+                               "budget": settings.budget.model_dump(), "warnings": warnings}, indent=2))
     else:
         click.echo(format_estimate(expected, worst, set(settings.prices)))
+        for line in warnings:
+            click.secho(line, fg="yellow", err=True)

@@ -50,6 +50,7 @@ class RoleSettings(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0, le=10)
     json_mode: JsonMode | None = None
+    teacher_id: str | None = None
 
 
 class Endpoint(_Strict):
@@ -64,6 +65,13 @@ class Endpoint(_Strict):
     timeout_s: float = 60.0
     max_retries: int = 2
     json_mode: JsonMode = "object"
+    # An explicit name for what answers at this endpoint (e.g. "qwen2.5-7b-q4 2026-11"); part of the
+    # cache key, so a swapped model behind the same URL and alias is never answered from the cache.
+    teacher_id: str = ""
+
+    def identity(self, fingerprint: str = "") -> str:
+        """Who answers: URL, model and the explicit id (or the server-reported fingerprint)."""
+        return f"{self.base_url.rstrip('/')}|{self.model}|{self.teacher_id or fingerprint}"
 
 
 class LoopSettings(_Strict):
@@ -76,6 +84,9 @@ class LoopSettings(_Strict):
     max_items: int = Field(default=10, ge=1, le=30)
     stop_at_max_score: bool = True
     personas: int | None = Field(default=None, ge=1)
+    intents: tuple[str, ...] | None = None
+    max_customers: int | None = Field(default=None, ge=1)
+    min_score: int = Field(default=2, ge=1, le=5)
     scenarios_per_stage: int | None = Field(default=None, ge=1)
     seed: int = 0
     concurrency: int = Field(default=4, ge=1, le=256)
@@ -151,7 +162,7 @@ class RunSettings(_Strict):
                         temperature=pick("temperature", _ROLE_TEMPERATURE[role]),
                         max_tokens=pick("max_tokens", _ROLE_MAX_TOKENS[role]),
                         timeout_s=pick("timeout_s", 60.0), max_retries=pick("max_retries", 2),
-                        json_mode=pick("json_mode", "object"))
+                        json_mode=pick("json_mode", "object"), teacher_id=pick("teacher_id", ""))
 
     def with_overrides(self, *, teacher: Mapping[str, Any] | None = None, loop: Mapping[str, Any] | None = None,
                        budget: Mapping[str, Any] | None = None) -> RunSettings:
@@ -165,12 +176,27 @@ class RunSettings(_Strict):
         return parse_settings(data, "flags")
 
 
+_FIELDS = {"loop": LoopSettings, "budget": BudgetSettings, "roles": RoleSettings, "prices": Price}
+
+
+def _table(loc: tuple[Any, ...]) -> tuple[str, str, type[BaseModel] | None]:
+    """The file's name for a settings location: ("loop", "x") -> ("[distill]", "x", LoopSettings)."""
+    parts = [str(p) for p in loc]
+    head = parts[0] if parts else ""
+    if head in ("roles", "prices") and len(parts) >= 2:
+        name = parts[1] if head == "roles" else f'"{parts[1]}"'
+        return f"[{head}.{name}]", ".".join(parts[2:]), _FIELDS[head]
+    table = {"loop": "distill"}.get(head, head)
+    return f"[{table}]", ".".join(parts[1:]), _FIELDS.get(head)
+
+
 def _error_line(where: str, exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    table, key, model = _table(tuple(first["loc"]))
     if first["type"] == "extra_forbidden":
-        return ConfigError(f"{where}: unknown key {loc}; check its spelling against the documented settings")
-    return ConfigError(f"{where}: {loc}: {first['msg']}; fix that value")
+        allowed = f"; allowed: {', '.join(model.model_fields)}" if model is not None else ""
+        return ConfigError(f"{where} {table}: unknown key {key}{allowed}")
+    return ConfigError(f"{where} {table}: {key or 'value'}: {first['msg']}; fix that value")
 
 
 def parse_settings(data: Mapping[str, Any], where: str) -> RunSettings:

@@ -13,9 +13,10 @@ from typing import Any
 from edge_agent.domain import Domain, persona_grid
 
 from .budget import cost_of
-from .config import ROLES, RunSettings
+from .config import ROLES, BudgetSettings, RunSettings
+from .scenarios import domain_situations
 
-__all__ = ["RoleEstimate", "estimate_run", "format_estimate"]
+__all__ = ["RoleEstimate", "budget_warnings", "estimate_run", "format_estimate"]
 
 _TURN_TOKENS = 60  # one customer or agent message
 _EXPECTED_TURNS = 4
@@ -58,9 +59,12 @@ def estimate_run(domain: Domain, settings: RunSettings, worst_case: bool = False
     policy = _tokens(domain.policy)
     conv = turns * 2 * _TURN_TOKENS
     share = 1.0 if worst_case else 0.6
+    intents = len(domain_situations(domain, loop.intents))
     for stage, p in enumerate(loop.stages):
-        situations = len(domain.intents) + (loop.generate_per_stage if stage else 0)
+        situations = intents + (loop.generate_per_stage if stage else 0)
         customers = situations * personas
+        if loop.max_customers:
+            customers = min(customers, loop.max_customers)
         rows["customer"].add(customers * turns, 250 + conv / 2, eps["customer"].max_tokens * share)
         rows["teacher"].add(customers * turns * p, system + conv / 2, eps["teacher"].max_tokens * share)
         cuts = sum(1 for c in loop.cut_turns if c <= turns)
@@ -97,3 +101,26 @@ def format_estimate(expected: list[RoleEstimate], worst: list[RoleEstimate], pri
     if missing:
         lines.append(f"no price for: {', '.join(missing)} (add [prices.\"MODEL\"] tables to the domain file)")
     return "\n".join(lines)
+
+
+def budget_warnings(expected: list[RoleEstimate], worst: list[RoleEstimate], budget: BudgetSettings,
+                    priced: set[str]) -> list[str]:
+    """One line per `[budget]` limit the expected (or worst-case) run goes past."""
+    out: list[str] = []
+    checks = (("max_calls", "calls", lambda rows: sum(r.calls for r in rows), "{:.0f} calls"),
+              ("max_tokens", "tokens", lambda rows: sum(r.prompt_tokens + r.completion_tokens for r in rows),
+               "{:.0f} tokens"),
+              ("max_cost", "cost", lambda rows: sum(r.cost for r in rows), "${:.2f}"))
+    for key, _, total, fmt in checks:
+        limit = getattr(budget, key)
+        if limit is None or (key == "max_cost" and not priced & {r.model for r in expected}):
+            continue
+        exp, most = total(expected), total(worst)
+        if exp > limit:
+            out.append(f"warning: the expected run ({fmt.format(exp)}) exceeds the domain's [budget] {key} = "
+                       f"{limit}; it will stop there (resume with a larger limit), or shrink it with --intents, "
+                       "--customers, --personas or --stages")
+        elif most > limit:
+            out.append(f"note: the worst case ({fmt.format(most)}) exceeds [budget] {key} = {limit}; a long run "
+                       "may stop there and need a resume with a larger limit")
+    return out

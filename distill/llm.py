@@ -1,5 +1,9 @@
 """Calls to the teacher-side roles: cache first, then budget check, bounded concurrency, accounting.
 
+The cache key names the teacher, not just the model: endpoint URL, model, and an explicit
+`teacher_id` or the fingerprint the server reports, so a swapped model is never answered from
+another one's cache.
+
 `Caller.text` returns a reply; `Caller.structured` asks for JSON, validates it with a pydantic model
 and sends the model a repair request a bounded number of times before giving up with
 `StructuredFailure` (the caller records the unit as failed and the run goes on).
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -76,20 +81,73 @@ class Caller:
         self.json_retries = json_retries
         self.on_call = on_call
         self._limit = asyncio.Semaphore(concurrency)
+        # Server-reported fingerprints per role (see `identify`); part of every cache key.
+        self.fingerprints: dict[str, str] = {}
+        self.hits: Counter[str] = Counter()
+        self.shared: Counter[str] = Counter()
+        self.paid: Counter[str] = Counter()
+        self.hit_runs: dict[str, set[str]] = {}
         # Identical requests in flight at once share one paid call.
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
         self._pending: set[asyncio.Future[ChatResult]] = set()
+
+    async def identify(self) -> dict[str, str]:
+        """Ask each backend that can tell (`fingerprint()`) what model it serves, once per endpoint.
+
+        Roles with an explicit `teacher_id` are not asked. A server that cannot tell gives "", so
+        its cache entries are keyed by URL and model alone and never match a fingerprinted entry.
+        """
+        asked: dict[tuple[str, str], str] = {}
+        for role, ep in self.endpoints.items():
+            probe = getattr(self.backends.get(role), "fingerprint", None)
+            if ep.teacher_id or probe is None:
+                continue
+            where = (ep.base_url, ep.model)
+            if where not in asked:
+                asked[where] = await probe()
+            self.fingerprints[role] = asked[where]
+        return dict(self.fingerprints)
+
+    def identity(self, role: str) -> str:
+        return self.endpoints[role].identity(self.fingerprints.get(role, ""))
+
+    def teacher_label(self, role: str) -> str:
+        """A person's name for who answers a role: model, URL, and the id or fingerprint."""
+        ep = self.endpoints[role]
+        fp = self.fingerprints.get(role, "")
+        tail = f" (id {ep.teacher_id})" if ep.teacher_id else (f" (fingerprint {fp[:12]})" if fp else "")
+        return f"{ep.model} at {ep.base_url}{tail}"
+
+    def cache_report(self) -> dict[str, Any]:
+        """How many answers came from the cache in this process, and from which teacher."""
+        labels = {r: self.teacher_label(r) for r in self.endpoints}
+        by: dict[str, dict[str, Any]] = {}
+        for role, label in labels.items():
+            row = by.setdefault(label, {"teacher": label, "roles": [], "cache_hits": 0, "paid_calls": 0,
+                                        "cached_from_runs": []})
+            row["roles"].append(role)
+            row["cache_hits"] += self.hits[role]
+            row["paid_calls"] += self.paid[role]
+            row["cached_from_runs"] = sorted({*row["cached_from_runs"], *self.hit_runs.get(role, set())})
+        return {"hits": sum(self.hits.values()), "paid_calls": sum(self.paid.values()),
+                "shared_in_flight": sum(self.shared.values()),
+                "by_teacher": [r for r in by.values() if r["cache_hits"] or r["paid_calls"]]}
+
+    def _hit(self, role: str, run_id: str) -> None:
+        self.meter.record_hit(self.endpoints[role].model)
+        self.hits[role] += 1
+        self.hit_runs.setdefault(role, set()).add(run_id)
 
     async def _call(self, role: str, messages: Sequence[Mapping[str, str]],
                     fmt: Mapping[str, Any] | None) -> CallResult:
         ep = self.endpoints[role]
         request = ChatRequest(messages=[dict(m) for m in messages], temperature=ep.temperature,
                               max_tokens=ep.max_tokens, response_format=fmt)
-        key = request_key(ep.model, request.messages, request.params())
+        key = request_key(self.identity(role), request.messages, request.params())
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
-                self.meter.record_hit(ep.model)
+                self._hit(role, hit.run_id)
                 if self.on_call:
                     self.on_call(role, True)
                 r = hit.response
@@ -99,6 +157,7 @@ class Caller:
         if shared is not None:
             first = await asyncio.shield(shared)
             self.meter.record_hit(ep.model)
+            self.shared[role] += 1
             return CallResult(text=first.text, usage=first.usage, finish_reason=first.finish_reason, cached=True)
         future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
@@ -125,6 +184,7 @@ class Caller:
             self._pending.add(inner)
             inner.add_done_callback(self._pending.discard)
             result = await asyncio.shield(inner)
+        self.paid[role] += 1
         if self.on_call:
             self.on_call(role, False)
         return CallResult(text=result.text, usage=result.usage, finish_reason=result.finish_reason, cached=False)

@@ -25,12 +25,13 @@ from .budget import BudgetExceeded
 from .generate import generate_situations
 from .hygiene import apply_merges, dedupe
 from .improve import Outcome, improve, outcome_strategy
+from .quality import problems, reject
 from .rollout import Rollout, agent_messages, run_rollout
 from .rundir import Build
 from .scenarios import Customer, Scenario, cut_scenarios, domain_situations, make_customers, sample_scenarios
 from .student_runner import embed_library
 
-__all__ = ["State", "library_from", "replay", "run_build"]
+__all__ = ["Built", "State", "library_from", "replay", "run_build"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,10 +90,24 @@ def _provenance(b: Build, state: State, outcome: Outcome, at: float) -> dict[str
             "persona": customer.get("persona", {}), "timestamps": {"finished": _iso(at)}}
 
 
-def library_from(b: Build, state: State, stages: Sequence[int], vectors: dict[str, np.ndarray]) -> tuple[list[Strategy], list[dict[str, Any]]]:
-    """The library after these stages, from journaled outcomes only (deterministic), and the merges."""
+@dataclass
+class Built:
+    """The library after some stages, the merges made, and the entries the content checks rejected."""
+
+    library: list[Strategy]
+    merges: list[dict[str, Any]]
+    rejected: list[Strategy]
+
+
+def library_from(b: Build, state: State, stages: Sequence[int], vectors: dict[str, np.ndarray]) -> Built:
+    """The library after these stages, from journaled outcomes only (deterministic), and the merges.
+
+    Entries that fail the content checks (`distill.quality`) never join the library the student
+    sees or absorb a near-duplicate; they are kept aside, marked rejected with the reasons.
+    """
     library: list[Strategy] = []
     merges: list[dict[str, Any]] = []
+    rejected: list[Strategy] = []
     qt = b.student.retrieval.query_turns
     for stage in stages:
         owner = canonical_customers(state, stage, b.settings.loop.cut_turns)
@@ -100,7 +115,12 @@ def library_from(b: Build, state: State, stages: Sequence[int], vectors: dict[st
         for (k, sid), (o, at) in sorted(state.outcomes.items()):
             if k == stage and o.status == "ok":
                 o = replace(o, scenario=replace(o.scenario, customer_id=owner.get(sid, o.scenario.customer_id)))
-                new.append(outcome_strategy(o, _provenance(b, state, o, at)))
+                entry = outcome_strategy(o, _provenance(b, state, o, at))
+                found = problems(entry, min_score=b.settings.loop.min_score)
+                if found:
+                    rejected.append(reject(entry, found))
+                else:
+                    new.append(entry)
         pool = library + new
         missing = [s for s in pool if s.scenario not in vectors]
         for s, v in zip(missing, embed_library(b.embedder, missing, qt)):
@@ -111,7 +131,7 @@ def library_from(b: Build, state: State, stages: Sequence[int], vectors: dict[st
         keep, made = dedupe(pool, matrix, b.settings.loop.dedupe_threshold)
         library = apply_merges(pool, keep, made)
         merges += [{**m.to_json(), "stage": stage} for m in made]
-    return library, merges
+    return Built(library, merges, rejected)
 
 
 async def _all(aws: Sequence[Awaitable[T]]) -> list[T]:
@@ -129,8 +149,9 @@ async def _all(aws: Sequence[Awaitable[T]]) -> list[T]:
 async def _stage(b: Build, state: State, stage: int, p: float, library: list[Strategy],
                  vectors: dict[str, np.ndarray]) -> None:
     loop = b.settings.loop
-    situations = domain_situations(b.domain) + state.generated.get(stage - 1, [])
-    customers = make_customers(b.domain, situations, personas=loop.personas, seed=loop.seed)
+    situations = domain_situations(b.domain, loop.intents) + state.generated.get(stage - 1, [])
+    customers = make_customers(b.domain, situations, personas=loop.personas, seed=loop.seed,
+                               limit=loop.max_customers)
     new_customers = [c.to_json() for c in customers if c.id not in state.customers]
     if new_customers:
         state.apply(b.journal.append("customers", stage=stage, customers=new_customers))
@@ -200,13 +221,15 @@ async def run_build(b: Build) -> dict[str, Any]:
     from .report import write_outputs
 
     state = replay(b.journal.records())
-    b.journal.append("started", resumed=bool(state.rollouts or state.outcomes), run_id=b.run_id)
+    await b.caller.identify()
+    b.journal.append("started", resumed=bool(state.rollouts or state.outcomes), run_id=b.run_id,
+                     teachers={r: b.caller.teacher_label(r) for r in b.caller.endpoints})
     stages = b.settings.loop.stages
     vectors: dict[str, np.ndarray] = {}
     status, reason = "finished", ""
     try:
         for stage, p in enumerate(stages):
-            library, _ = library_from(b, state, range(stage), vectors)
+            library = library_from(b, state, range(stage), vectors).library
             await _stage(b, state, stage, p, library, vectors)
             last = stage == len(stages) - 1
             if not last and stage not in state.generated and b.settings.loop.generate_per_stage > 0:

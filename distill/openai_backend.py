@@ -7,6 +7,8 @@ named in the role's settings at call time and never logged, cached or written an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -111,6 +113,28 @@ class OpenAIChat:
         if isinstance(exc, o.APIStatusError):
             return BackendError(f"{where} answered HTTP {exc.status_code} {tries}; resume when it is healthy")
         return BackendError(f"{where} failed: {type(exc).__name__}; resume when it is healthy")
+
+    async def fingerprint(self) -> str:
+        """A short hash of what the server lists for this model at `/models` ("" if it cannot tell).
+
+        llama.cpp-style servers list the loaded file's size and shape there, so a different GGUF
+        behind the same alias gives another fingerprint. The volatile `created` time is left out.
+        """
+        try:
+            page = await self.client.with_options(timeout=min(self.endpoint.timeout_s, 10.0),
+                                                  max_retries=0).models.list()
+            entries = [m.model_dump() for m in page.data]
+        except self._openai.OpenAIError as exc:
+            log.info("%s: %s/models did not answer (%s); cache keyed by URL and model only",
+                     self.endpoint.role, self.endpoint.base_url, type(exc).__name__)
+            return ""
+        match = [e for e in entries if e.get("id") == self.endpoint.model]
+        if not match and len(entries) == 1:
+            match = entries  # single-model servers often answer to any alias
+        if not match:
+            return ""
+        entry = {k: v for k, v in match[0].items() if k != "created"}
+        return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
     async def complete(self, request: ChatRequest) -> ChatResult:
         kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": [dict(m) for m in request.messages],

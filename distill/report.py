@@ -2,7 +2,8 @@
 
 Always written from the journal, after a finished run and after a clean stop alike, so whatever
 was paid for is in the library. The report holds per-stage counts and scores, failures with their
-reasons, generated situations with why they were made, merges, and usage and cost per model.
+reasons, generated situations, merges, what the content checks kept and rejected (and why),
+where cached answers came from, and usage and cost per model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 from edge_agent.files import write_json_atomic
 from edge_agent.library import write_library
 from edge_agent.pack import build_pack
+
+from .quality import quality_summary
 
 if TYPE_CHECKING:
     from .loop import State
@@ -53,9 +56,12 @@ def write_outputs(b: Build, state: State, *, status: str, reason: str,
     from .loop import library_from
 
     stages = b.settings.loop.stages
-    library, merges = library_from(b, state, range(len(stages)), vectors)
+    built = library_from(b, state, range(len(stages)), vectors)
+    library, merges = built.library, built.merges
     lib_dir = Path(b.run_dir) / "library"
-    write_library(lib_dir / "library.jsonl", library)
+    # Rejected entries stay in the file (status rejected, reasons in provenance) for the record;
+    # they never reach the pack.
+    write_library(lib_dir / "library.jsonl", [*library, *built.rejected])
     pack_path = None
     if library:
         report = build_pack(b.run_dir / "pack", library, b.embedder, embedder_dir=b.embedder_dir,
@@ -68,10 +74,13 @@ def write_outputs(b: Build, state: State, *, status: str, reason: str,
         "run_id": b.run_id, "status": status, "reason": reason,
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "domain": b.domain.name, "strategies": len(library), "pack": pack_path,
-        "roles": {r: {"model": e.model, "base_url": e.base_url} for r, e in b.caller.endpoints.items()},
+        "roles": {r: {"model": e.model, "base_url": e.base_url, "teacher": b.caller.teacher_label(r)}
+                  for r, e in b.caller.endpoints.items()},
         "student": b.student_model,
         "stages": [stage_summary(state, k, p) for k, p in enumerate(stages)],
         "merges": merges,
+        "quality": quality_summary(library, built.rejected, min_score=b.settings.loop.min_score),
+        "cache": b.caller.cache_report(),
         "usage": meter.to_json(),
         "student_calls": {"generated": b.student.calls, "cache_hits": b.student.cache_hits},
         "unpriced_models": sorted(m for m in meter.by_model if m not in b.settings.prices),

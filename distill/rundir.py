@@ -28,10 +28,12 @@ from .config import ROLES, RunSettings, parse_settings, settings_from_domain
 from .journal import Journal
 from .llm import Caller
 from .openai_backend import AsyncChat, OpenAIChat
+from .scenarios import domain_situations
 from .student_runner import StudentRunner
 from .testing import EchoStudent
 
-__all__ = ["DEFAULT_EMBEDDER", "Build", "default_embedder", "init_run", "open_build", "read_config"]
+__all__ = ["DEFAULT_EMBEDDER", "Build", "default_embedder", "init_run", "open_build", "read_config",
+           "update_endpoint"]
 
 CONFIG = "config.json"
 DOMAIN = "domain.toml"
@@ -88,6 +90,7 @@ def init_run(run_dir: Path, domain_path: Path, *, teacher: Mapping[str, Any] | N
         teacher={**dict(teacher or {}), "timeout_s": teacher_timeout}, loop=loop, budget=budget)
     for role in ROLES:
         settings.endpoint(role)  # fail now, not after the first stage, if a role has no endpoint
+    domain_situations(domain, settings.loop.intents)  # and if --intents names one the domain lacks
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / DOMAIN).write_text(Path(domain_path).read_text(encoding="utf-8"), encoding="utf-8")
     config = {
@@ -101,6 +104,26 @@ def init_run(run_dir: Path, domain_path: Path, *, teacher: Mapping[str, Any] | N
     }
     write_json_atomic(run_dir / CONFIG, config)
     return run_dir
+
+
+def update_endpoint(run_dir: Path, teacher: Mapping[str, Any]) -> dict[str, Any]:
+    """Save new teacher endpoint fields (None: unchanged) in the run's config; returns what changed.
+
+    Used by `distill resume --teacher-url ...` after the endpoint the run started with went away.
+    The new settings are validated before anything is written.
+    """
+    config = read_config(run_dir)
+    roles = config["settings"].setdefault("roles", {})
+    current = roles.setdefault("teacher", {})
+    changed = {k: v for k, v in teacher.items() if v is not None and current.get(k) != v}
+    if not changed:
+        return {}
+    current.update(changed)
+    parse_settings(config["settings"], "flags").endpoint("teacher")
+    config.setdefault("endpoint_changes", []).append(
+        {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "teacher": dict(changed)})
+    write_json_atomic(Path(run_dir) / CONFIG, config)
+    return changed
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -139,8 +162,8 @@ def open_build(run_dir: Path, *, backends: Mapping[str, AsyncChat] | None = None
                teacher: Mapping[str, Any] | None = None, on_event: EventFn | None = None) -> Build:
     """Open a run directory for (re)starting; `loop`/`budget`/`teacher` override its stored settings.
 
-    Only settings that do not change what is asked (timeouts, retries, concurrency, budgets) should
-    be overridden on resume; the CLI offers just those.
+    Only settings that do not change what is asked (timeouts, retries, concurrency, budgets) are
+    overridden here; a new teacher endpoint is saved first with `update_endpoint`.
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)

@@ -19,7 +19,8 @@ from edge_agent.domain import Domain, persona_grid
 from edge_agent.errors import ConfigError
 from edge_agent.library import strategy_id
 
-__all__ = ["Customer", "Scenario", "cut_scenarios", "domain_situations", "make_customers", "sample_scenarios"]
+__all__ = ["Customer", "Scenario", "cap_customers", "cut_scenarios", "domain_situations", "make_customers",
+           "sample_scenarios"]
 
 
 def _digest(data: Any) -> str:
@@ -64,16 +65,47 @@ class Scenario:
                    turn=int(data["turn"]), history=tuple(dict(m) for m in data["history"]))
 
 
-def domain_situations(domain: Domain) -> list[dict[str, Any]]:
+def domain_situations(domain: Domain, intents: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The domain's intents as situations; `intents` keeps only those ids (unknown ids are an error)."""
     if not domain.intents:
         raise ConfigError(f"domain {domain.name!r} lists no [[intents]]; add at least one customer problem")
+    chosen = list(domain.intents)
+    if intents:
+        known = [i.id for i in domain.intents]
+        unknown = [x for x in intents if x not in known]
+        if unknown:
+            raise ConfigError(f"unknown intent(s) {', '.join(unknown)} in --intents ([distill] intents); "
+                              f"{domain.name} has: {', '.join(known)}")
+        chosen = [i for i in domain.intents if i.id in set(intents)]
     return [{"id": i.id, "description": i.description, "customer_goal": i.customer_goal,
-             "opening": i.opening, "source": "domain"} for i in domain.intents]
+             "opening": i.opening, "source": "domain"} for i in chosen]
+
+
+def cap_customers(customers: Sequence[Customer], limit: int | None, seed: int) -> list[Customer]:
+    """At most `limit` customers, spread over situations: one from each (in a seeded order), then again.
+
+    The order depends only on the seed and the ids, so a stage's domain customers stay the same
+    when generated situations join later stages.
+    """
+    if limit is None or limit >= len(customers):
+        return list(customers)
+    groups: dict[str, list[Customer]] = {}
+    for c in customers:
+        groups.setdefault(str(c.situation.get("id", "")), []).append(c)
+    order = sorted(groups, key=lambda sid: _digest({"seed": seed, "situation": sid}))
+    out: list[Customer] = []
+    for depth in range(max(len(g) for g in groups.values())):
+        for sid in order:
+            if depth < len(groups[sid]) and len(out) < limit:
+                out.append(groups[sid][depth])
+    return out
 
 
 def make_customers(domain: Domain, situations: Sequence[Mapping[str, Any]], *, personas: int | None,
-                   seed: int) -> list[Customer]:
-    """Each situation crossed with the persona grid (or a seeded sample of `personas` cells of it)."""
+                   seed: int, limit: int | None = None) -> list[Customer]:
+    """Each situation crossed with the persona grid (or a seeded sample of `personas` cells of it).
+
+    `limit` caps the total (see `cap_customers`)."""
     grid = persona_grid(domain) or [{}]
     out: list[Customer] = []
     for situation in situations:
@@ -84,7 +116,7 @@ def make_customers(domain: Domain, situations: Sequence[Mapping[str, Any]], *, p
         for persona in cells:
             cid = f"c-{_digest({'persona': persona, 'situation': dict(situation)})}"
             out.append(Customer(id=cid, persona=persona, situation=dict(situation)))
-    return out
+    return cap_customers(out, limit, seed)
 
 
 def cut_scenarios(messages: Sequence[Mapping[str, str]], cuts: Sequence[int], *, stage: int,

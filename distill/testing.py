@@ -115,12 +115,15 @@ class LoopbackTeacher:
 
     def __init__(self, latency_s: float = 0.0, *, faults: Callable[[int, dict[str, Any]], Fault | None] | None = None,
                  before_reply: Callable[[int], bool] | None = None, timeout_sleep_s: float = 2.0,
-                 reply: Callable[[Sequence[Mapping[str, str]]], str] = fake_teacher_reply) -> None:
+                 reply: Callable[[Sequence[Mapping[str, str]]], str] = fake_teacher_reply,
+                 models: Sequence[Mapping[str, Any]] | None = None) -> None:
         self.latency_s = latency_s
         self.faults = faults
         self.before_reply = before_reply
         self.timeout_sleep_s = timeout_sleep_s
         self.reply = reply
+        # What GET /v1/models lists (None: answer 404, like a server without that route).
+        self.models = [dict(m) for m in models] if models is not None else None
         self.requests = 0
         self.last_auth = ""
         self.delivered: Counter[str] = Counter()
@@ -176,6 +179,13 @@ class LoopbackTeacher:
                 self.end_headers()
                 self.wfile.write(data)
                 self.wfile.flush()
+
+            def do_GET(self) -> None:
+                if outer.models is None or self.path.rstrip("/") != "/v1/models":
+                    self._send(404, {"error": {"message": "not found", "type": "not_found"}})
+                    return
+                self._send(200, {"object": "list", "data": [{"object": "model", "created": int(time.time()),
+                                                             **m} for m in outer.models]})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")

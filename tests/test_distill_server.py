@@ -48,17 +48,25 @@ def test_tiny_build_with_a_real_server_gives_a_pack_the_device_answers_with(
         "run", "--domain", str(domain), "--out", str(run_dir), "--teacher-url", llama_server,
         "--teacher-model", "smollm2", "--json-mode", "grammar", "--embedder", str(onnx_embedder_dir),
         "--personas", "2", "--stages", "1.0", "--scenarios", "2", "--rounds", "2", "--max-turns", "1",
-        "--cut-turns", "1", "--student-max-tokens", "32", "--concurrency", "2", "--json"],
+        "--cut-turns", "1", "--student-max-tokens", "32", "--concurrency", "2", "--min-score", "1", "--json"],
         catch_exceptions=False)
     assert result.exit_code == 0, result.output[-3000:]
     report = json.loads(result.output[result.output.index("{"):])
     stage = report["stages"][0]
     # two customers, cut after their first message: two scenarios (one if both opened alike)
     assert report["status"] == "finished" and stage["rollouts"] == 2 and 1 <= stage["scenarios"] <= 2
-    assert report["usage"]["total"]["calls"] > 0 and report["strategies"] >= 1, stage["failed"]
-    for s in read_library(run_dir / "library" / "library.jsonl"):
-        assert s.strategy and s.compact and s.exemplar and s.provenance["teacher_model"] == "smollm2"
+    assert report["usage"]["total"]["calls"] > 0, stage["failed"]
+    # a 135M teacher often writes garbage: every entry is either kept or rejected with its reasons
+    lib = read_library(run_dir / "library" / "library.jsonl")
+    q = report["quality"]
+    assert q["kept"] + q["rejected"] == len(lib) and q["kept"] + q["rejected"] + len(report["merges"]) == stage["ok"]
+    assert all(s.provenance["rejected"] for s in lib if s.status == "rejected")
+    for s in lib:
+        assert s.strategy and s.exemplar and s.provenance["teacher_model"] == "smollm2"
         assert 1 <= len(s.provenance["scores"]) <= 2
+    if not report["strategies"]:
+        assert report["pack"] is None
+        return
     agent = Agent.from_pack(run_dir / "pack", generation={"max_tokens": 24})
     reply = agent.reply([{"role": "user", "content": "I bought a saver ticket yesterday. Can I get a refund?"}])
     assert reply.text.strip()

@@ -54,7 +54,7 @@ class RoleChat:
         request = ChatRequest(messages=[{"role": m["role"], "content": m["content"]} for m in messages],
                               temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                               response_format=self.format, seed=cfg.seed)
-        key = request_key(self.endpoint.model, request.messages, request.params())
+        key = request_key(self.endpoint.identity(), request.messages, request.params())
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
