@@ -3,8 +3,9 @@
 A rule may carry `examples` (sentences that violate it) and `compliant` (near misses that do
 not). A sentence violates the rule when the rule's regex matches it, or when its embedding is
 within `threshold` cosine of a violating example and closer to that than to any compliant one.
-Sentences that refuse or negate ("I can't offer a full refund") are left to the regex: a sentence
-embedder cannot tell a promise from its refusal. Pure numpy over an `Embedder`; no torch.
+Only sentences that commit to something and do not refuse ("I can't offer a full refund") are
+compared by meaning: a sentence embedder cannot tell a promise from its refusal. Pure numpy over an
+`Embedder`; no torch.
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ __all__ = ["DEFAULT_THRESHOLD", "RuleChecker", "RuleMatch", "split_sentences"]
 
 # Cosine (all-MiniLM-L6-v2, int8) above which a sentence counts as saying what an example says;
 # measured on the demo rules' examples against the demo library (see docs/hardening.md).
-DEFAULT_THRESHOLD = 0.62
+DEFAULT_THRESHOLD = 0.65
 FORBIDDEN_KINDS = ("forbidden_promise", "forbidden_phrase")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# Only sentences that commit to something are compared by meaning: a person with a future or modal
+# verb, or a giveaway word. "Be honest that the fee applies" shares the topic of "I'll waive the fee"
+# (cosine 0.83) but commits to nothing; the embedder alone cannot tell them apart.
+_COMMITMENT = re.compile(
+    r"\b(?:i|we|you|they|it|that|this)(?:'ll|'d| will| would| can| could| shall|'m going to| am going to|'re going "
+    r"to| are going to| get| won't| will not)\b|\b(?:on us|on the house|free|no cost|no charge|nothing|waived?|"
+    r"gone|covered|back|refund\w*|match\w*|consider)\b", re.IGNORECASE)
 _NEGATION = re.compile(
-    r"\b(?:not|no|never|cannot|can't|cant|won't|wont|don't|doesn't|isn't|aren't|wasn't|shouldn't|mustn't|"
+    r"\b(?:not|no(?!\s+(?:worries|problem|doubt)\b)|never|cannot|can't|cant|won't|wont|don't|doesn't|isn't|aren't|wasn't|shouldn't|mustn't|"
     r"unable|unfortunately|only if|only when|unless|afraid)\b|n't\b", re.IGNORECASE)
 
 
@@ -98,7 +106,7 @@ class RuleChecker:
             if whole is not None:  # a pattern that spans sentences
                 found[(r, -1)] = RuleMatch(self.rules[r].id, whole.group(0).strip(), "pattern", 1.0)
         if self._vectors is not None and self.embedder is not None:
-            open_rows = [k for k, s in enumerate(sentences) if not _NEGATION.search(s)]
+            open_rows = [k for k, s in enumerate(sentences) if _COMMITMENT.search(s) and not _NEGATION.search(s)]
             if open_rows:
                 queries = np.asarray(self.embedder.embed([sentences[k] for k in open_rows]), dtype=np.float32)
                 sims = queries @ self._vectors.T  # (sentences, examples)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import click
 
 from edge_agent.cli import demo_dir
 from edge_agent.domain import load_domain
+from edge_agent.errors import ConfigError
 
 from .lint import Flag, blocking, lint_strategies, rules_from_manifest
 from .store import open_library
@@ -33,6 +35,21 @@ def _print_flags(flags: list[Flag], verbose: bool) -> None:
                    + ("" if len(shown) == len(ids) else " ... (--verbose lists all)"))
 
 
+def _embedder(lib: Any, embedder_dir: Path | None) -> Any:
+    """The embedder for the by-meaning check: --embedder, else the pack's own, else the default export."""
+    from edge_agent.cli import default_embedder_dir
+    from edge_agent.embedder import OnnxEmbedder
+
+    if embedder_dir is None and lib.pack is not None:
+        return lib.pack.open_embedder()
+    directory = embedder_dir or default_embedder_dir()
+    if embedder_dir is None and not (directory / "model.onnx").is_file():
+        click.secho(f"note: no embedder at {directory}, so rules were checked by pattern only; run edge-agent "
+                    "models export-embedder or pass --embedder DIR", fg="yellow", err=True)
+        return None
+    return OnnxEmbedder(directory)
+
+
 @click.command("lint")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--domain", type=click.Path(path_type=Path), default=None,
@@ -41,9 +58,12 @@ def _print_flags(flags: list[Flag], verbose: bool) -> None:
 @click.option("--llm-model", default=None, help="Model name for --llm-url.")
 @click.option("--llm-key-env", default="", help="Environment variable holding the API key (none for local).")
 @click.option("--verbose", is_flag=True, help="List every strategy behind each notice.")
+@click.option("--embedder", "embedder_dir", type=click.Path(path_type=Path), default=None,
+              help="ONNX embedder for the by-meaning check against the rules' examples (default: the pack's, "
+                   "else the one made by `models export-embedder`).")
 @click.option("--json", "as_json", is_flag=True)
 def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_model: str | None, llm_key_env: str,
-                 verbose: bool, as_json: bool) -> None:
+                 verbose: bool, embedder_dir: Path | None, as_json: bool) -> None:
     """Check strategies against policy rules and for prompt-injection shapes; exit 1 on blocking flags.
 
     Errors and warnings block `pack rebuild` unless --allow-lint-flags is given; notices (a
@@ -62,7 +82,11 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
     else:
         block = lib.pack.manifest.get("domain", {})
         rules, policy, rules_from = rules_from_manifest(block), str(block.get("system_prompt", "")), "pack manifest"
-    flags = lint_strategies(lib.strategies, rules)
+    if not lib.strategies:
+        raise ConfigError(f"{lib.path} holds no strategies, so there is nothing to lint; add strategies with: "
+                          "edge-agent library add")
+    embedder = _embedder(lib, embedder_dir) if any(r.examples for r in rules) else None
+    flags = lint_strategies(lib.strategies, rules, embedder=embedder)
     if llm_url:
         from .llm_check import llm_check, openai_checker
 
