@@ -8,6 +8,7 @@ where cached answers came from, and usage and cost per model.
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -17,9 +18,12 @@ import numpy as np
 
 from edge_agent.files import write_json_atomic
 from edge_agent.library import write_library
+from edge_agent.lint import blocking, lint_strategies
 from edge_agent.pack import build_pack
 
 from .quality import quality_summary
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .loop import State
@@ -63,8 +67,15 @@ def write_outputs(b: Build, state: State, *, status: str, reason: str,
     # they never reach the pack.
     write_library(lib_dir / "library.jsonl", [*library, *built.rejected])
     pack_path = None
-    if library:
-        report = build_pack(b.run_dir / "pack", library, b.embedder, embedder_dir=b.embedder_dir,
+    # The same rule as `pack build` and `pack rebuild`: rejected never ship (build_pack drops them) and
+    # lint-flagged strategies stay out of the pack; the library keeps them all, for review.
+    flagged = sorted({f.strategy_id for f in blocking(lint_strategies(library, list(b.domain.rules)))})
+    shipped = [s for s in library if s.id not in set(flagged)]
+    if flagged:
+        log.warning("lint flagged %d strategies (%s); they are in the library but not in the pack: review them "
+                    "with edge-agent library lint, then edge-agent pack rebuild", len(flagged), ", ".join(flagged[:5]))
+    if any(s.status != "rejected" for s in shipped):
+        report = build_pack(b.run_dir / "pack", shipped, b.embedder, embedder_dir=b.embedder_dir,
                             domain=b.domain.to_manifest(), settings=b.pack_settings,
                             build={"run_id": b.run_id, "teacher": b.caller.endpoints["teacher"].model,
                                    "student": b.student_model, "builder": "edge-agent distill"})
@@ -73,7 +84,7 @@ def write_outputs(b: Build, state: State, *, status: str, reason: str,
     summary = {
         "run_id": b.run_id, "status": status, "reason": reason,
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "domain": b.domain.name, "strategies": len(library), "pack": pack_path,
+        "domain": b.domain.name, "strategies": len(library), "pack": pack_path, "lint_left_out": flagged,
         "roles": {r: {"model": e.model, "base_url": e.base_url, "teacher": b.caller.teacher_label(r)}
                   for r, e in b.caller.endpoints.items()},
         "student": b.student_model,
