@@ -13,6 +13,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}"
 export HF_HUB_OFFLINE=1
 
+# Each step prints its wall time, and the whole set-up its total (a second run takes seconds).
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+secs() { local ms=$(( $(now_ms) - $1 )); echo "$(( ms / 1000 )).$(( ms % 1000 / 100 )) s"; }
+SETUP_START=$(now_ms); STEP=""; STEP_START=0
+step() {  # step "what": ends the running step (printing its time), starts the next
+  if [ -n "$STEP" ]; then echo "    $STEP: $(secs "$STEP_START")"; fi
+  STEP="${1:-}"; STEP_START=$(now_ms)
+  if [ -n "$STEP" ]; then echo "==> $STEP"; fi
+}
+
+step "python venv"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
@@ -23,7 +34,7 @@ PY="$VENV/bin/python"
 stamp="$VENV/.edge-agent-setup"
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "==> installing (first run builds llama-cpp-python from source: about 4 minutes)"
+  step "installing (first run builds llama-cpp-python from source: about 4 minutes)"
   "$PY" -m pip install -q --upgrade pip
   # CPU torch first, so nothing pulls a multi-GB CUDA build. Torch is only for the distill side.
   "$PY" -m pip install -q "torch==2.13.0"
@@ -34,21 +45,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-echo "==> checking the default models"
+step "checking the default models"
 # Only the built-in defaults: a stale model a user registered must not break set-up.
 "$VENV/bin/edge-agent" models verify smollm2-135m-instruct-q4_1
 "$VENV/bin/edge-agent" models verify all-minilm-l6-v2
-echo "==> exporting the ONNX embedder (cached after the first run)"
+step "exporting the ONNX embedder (cached after the first run)"
 "$VENV/bin/edge-agent" models export-embedder
-echo "==> building the demo pack"
+step "building the demo pack"
 "$VENV/bin/edge-agent" pack build
-
-# --- optional: headless Chromium for the evaluation report's render test (tests/test_eval_browser.py) ---
-if ! command -v chromium >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    echo "==> installing chromium (optional: renders the evaluation report in tests)"
-    apt-get install -y chromium || echo "warning: chromium was not installed; tests/test_eval_browser.py will fail" >&2
-  else
-    echo "note: no chromium and no apt-get; install Chromium to run tests/test_eval_browser.py" >&2
-  fi
-fi
+step ""
+echo "set-up done in $(secs "$SETUP_START")"
+# The browser the tests use (headless Chromium) is installed by scripts/test.sh, not here: the demo needs none.
