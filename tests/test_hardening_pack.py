@@ -127,6 +127,7 @@ def test_duplicate_ids_in_a_pack_are_an_error(tmp_path: Path) -> None:
         load_pack(out, verify_hashes=False)
 
 
+@pytest.mark.real
 def test_invalid_embedder_json_is_a_pack_error(tmp_path: Path, onnx_embedder_dir: Path) -> None:
     from edge_agent.embedder import OnnxEmbedder
 
