@@ -130,7 +130,16 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a distill run (no {CONFIG}); start one with: edge-agent distill run")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({type(exc).__name__}: {str(exc)[:80]}); restore it from a "
+                          "backup, or start a new run with: edge-agent distill run (the journal and cache are "
+                          "left as they are)") from None
+    if not isinstance(config, dict) or not isinstance(config.get("settings"), dict):
+        raise ConfigError(f"{path} is not a distill run config (an object with 'settings'); restore it from a "
+                          "backup, or start a new run with: edge-agent distill run")
+    return config
 
 
 def _embedder(spec: str) -> tuple[Embedder, Path | None]:

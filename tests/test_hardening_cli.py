@@ -180,3 +180,15 @@ def test_no_module_of_edge_agent_imports_distill() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
             offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "distill"]
     assert offenders == []
+
+
+# --- item 14: a corrupt run config on resume --------------------------------------------------------------
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00", b"[1, 2]", b"{\"settings\": 3}", b"[" * 100_000])
+def test_resume_with_a_corrupt_config_is_a_one_line_error(tmp_path: Path, content: bytes) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_bytes(content)
+    (run_dir / "journal.jsonl").write_text("kept\n")
+    proc = run("distill", "resume", str(run_dir))
+    assert proc.returncode == 1 and "config.json" in proc.stderr.decode(), proc.stderr
+    assert (run_dir / "journal.jsonl").read_text() == "kept\n"
