@@ -177,6 +177,7 @@ def write_bundle(
                     tar.addfile(_tarinfo(rel, files[rel]["bytes"]), reader)  # type: ignore[arg-type]
                 if reader.digest.hexdigest() != files[rel]["sha256"]:
                     raise PackError(f"{path} changed while it was being bundled; run the command again")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a bundle is meant to be copied around
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -446,15 +447,23 @@ def pack_model(pack: Path | str, model: str | None = None) -> str | None:
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise PackError(f"pack {pack}: install record {INFO} is damaged; install the bundle again with "
                         "edge-agent pack install FILE --force") from None
-    from .models import list_models
+    from .models import list_models, package_installed
 
-    entry = next((e for e in list_models() if e.name == wanted), None)
-    if entry is None:
+    students = [e for e in list_models() if e.kind == "student"]
+
+    def usable(e: Any) -> bool:  # a built-in model is usable only where its package is installed
+        return e.origin == "user" or (e.package is not None and package_installed(e.package))
+
+    named = next((e for e in students if e.name == wanted), None)
+    if named is not None and named.sha256 == sha and usable(named):
+        return wanted
+    same = next((e for e in students if e.sha256 == sha and usable(e)), None)
+    if same is not None:  # the same file registered under another name (edge-agent models add)
+        return same.name
+    if named is None or not usable(named):
         raise ModelError(f"pack {pack} was bundled for model {pin['name']} (sha256 {sha[:16]}..., {pin['size']} "
                          "bytes), which is not installed here; bundle it with --include-model, or register "
-                         f"the GGUF with: edge-agent models add FILE --name {pin['name']}, or pass --model")
-    if entry.sha256 != sha:
-        raise ModelError(f"pack {pack} was bundled for {pin['name']} with sha256 {sha[:16]}..., but the installed "
-                         f"{wanted} has {entry.sha256[:16]}...; install the same model version, bundle with "
-                         "--include-model, or pass --model to use another")
-    return wanted
+                         "that GGUF with: edge-agent models add FILE --name NAME, or pass --model")
+    raise ModelError(f"pack {pack} was bundled for {pin['name']} with sha256 {sha[:16]}..., but the installed "
+                     f"{wanted} has {named.sha256[:16]}...; install the same model version, bundle with "
+                     "--include-model, or pass --model to use another")

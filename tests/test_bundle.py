@@ -102,7 +102,7 @@ def test_cli_bundle_install_and_chat_by_name(builder: Path, hash_pack: Path, tmp
     assert json.loads(capsys.readouterr().out)["name"] == "desk"
     main(["pack", "list"])
     assert capsys.readouterr().out.split() == ["desk"]
-    monkeypatch.setattr("sys.stdin", io.StringIO("my internet is down since yesterday\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"my internet is down since yesterday\n")))
     main(["chat", "--pack", "desk", "--model", "mock", "--json"])
     turn = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert turn["text"].startswith("Thanks for reaching out") and turn["strategies"]
@@ -256,8 +256,21 @@ def test_pinned_model_must_match_on_the_device(builder: Path, hash_pack: Path, t
     add_model(tiny_gguf(tmp_path / "other" / "tiny.gguf", salt=1), "tiny")  # same name, other weights
     with pytest.raises(ModelError, match="install the same model version"):
         pack_model(pack)
-    add_model(tiny_gguf(tmp_path / "same" / "tiny.gguf"), "tiny")  # the very same file content
-    assert pack_model(pack) == "tiny"
+    add_model(tiny_gguf(tmp_path / "same" / "tiny.gguf"), "my-copy")  # the very same content, another name
+    assert pack_model(pack) == "my-copy"
+
+
+def test_builtin_pin_without_its_package_finds_a_registered_copy(hash_pack: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 student_path: Path) -> None:
+    out = write_bundle(hash_pack, tmp_path / "desk.eapack", name="desk").path  # pins the default student
+    pack = install_bundle(out).path
+    assert pack_model(pack) == read_bundle_info(out)["model"]["name"]  # its package is installed here
+    monkeypatch.setattr("edge_agent.models.package_installed", lambda name: False)  # a device without it
+    with pytest.raises(ModelError, match="not installed here"):
+        pack_model(pack)
+    add_model(student_path, "local-student")  # the GGUF copied over and registered
+    assert pack_model(pack) == "local-student"
 
 
 def test_unknown_pack_name_lists_the_installed_ones(builder: Path, hash_pack: Path, tmp_path: Path) -> None:

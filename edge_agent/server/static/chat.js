@@ -231,7 +231,7 @@
   // --- the side panel ------------------------------------------------------------------------
   const TIMING_LABELS = {
     queue_ms: "waited in queue", embed_ms: "embed query", search_ms: "search", retrieval_ms: "retrieval total",
-    assemble_ms: "prompt assembly", ttft_ms: "first token", generate_ms: "generation", total_ms: "total",
+    select_ms: "strategy selection", assemble_ms: "prompt assembly", ttft_ms: "first token", generate_ms: "generation", total_ms: "total",
     decode_tps: "decode speed",
   };
   const KNOWN = new Set(["route", "reason", "mode", "strategies", "facts", "candidates", "timings_ms", "trimmed"]);
