@@ -232,7 +232,8 @@ def _budget_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
     return {"max_calls": kw.get("max_calls"), "max_tokens": kw.get("max_total_tokens"), "max_cost": kw.get("max_cost")}
 
 
-@click.group("distill", cls=LazyGroup, lazy={"derive-compact": "distill.tuning.cli:derive_compact_command"})
+@click.group("distill", cls=LazyGroup, lazy={"derive-compact": "distill.tuning.cli:derive_compact_command",
+                                                 "digest": "distill.cli_digest:digest_command"})
 def distill_group() -> None:
     """Build a strategy library with a teacher model (any OpenAI-compatible endpoint).
 
@@ -349,3 +350,4 @@ def estimate_command(domain_path: Path, teacher_model: str | None, as_json: bool
         click.echo(format_estimate(expected, worst, set(settings.prices)))
         for line in warnings:
             click.secho(line, fg="yellow", err=True)
+

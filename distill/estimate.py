@@ -55,7 +55,7 @@ def estimate_run(domain: Domain, settings: RunSettings, worst_case: bool = False
     personas = min(grid, loop.personas) if loop.personas else grid
     turns = loop.max_customer_turns if worst_case else min(loop.max_customer_turns, _EXPECTED_TURNS)
     rounds = loop.rounds if worst_case else min(float(loop.rounds), _EXPECTED_ROUNDS)
-    system = _tokens(domain.system_prompt())
+    system = _tokens(domain.system_prompt(full=True))
     policy = _tokens(domain.policy)
     conv = turns * 2 * _TURN_TOKENS
     share = 1.0 if worst_case else 0.6

@@ -66,8 +66,8 @@ def split_end(text: str, marker: str) -> tuple[str, bool]:
 
 
 def agent_messages(domain: Domain, history: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    """What the teacher sees as the agent: the domain's system prompt and the plain history."""
-    return [{"role": "system", "content": domain.system_prompt()},
+    """What the teacher sees as the agent: the system prompt with the full policy, and the history."""
+    return [{"role": "system", "content": domain.system_prompt(full=True)},
             *({"role": m["role"], "content": m["content"]} for m in history)]
 
 

@@ -93,6 +93,9 @@ def init_run(run_dir: Path, domain_path: Path, *, teacher: Mapping[str, Any] | N
     domain_situations(domain, settings.loop.intents)  # and if --intents names one the domain lacks
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / DOMAIN).write_text(Path(domain_path).read_text(encoding="utf-8"), encoding="utf-8")
+    if domain.digest_info.get("file") and domain.base_dir is not None:  # the run reads its own copies
+        name = str(domain.digest_info["file"])
+        (run_dir / name).write_bytes((domain.base_dir / name).read_bytes())
     config = {
         "run_id": run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

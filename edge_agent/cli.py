@@ -244,7 +244,8 @@ def pack() -> None:
 @click.option("--library", type=click.Path(path_type=Path), default=None,
               help="Strategies JSONL (default: the demo library).")
 @click.option("--domain", type=click.Path(path_type=Path), default=None,
-              help="Domain TOML giving the system prompt and settings (default: the demo domain).")
+              help="Domain TOML giving the system prompt, rules and settings (required with --library; "
+                   "default: the demo domain).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Pack directory to write.")
 @click.option("--embedder", "embedder_dir", type=click.Path(path_type=Path), default=None,
               help="Exported ONNX embedder directory (default: the one made by `models export-embedder`).")
@@ -269,6 +270,9 @@ def pack_build(library: Path | None, domain: Path | None, out: Path | None, embe
     """
     from .packbuild import build_from_files, to_json
 
+    if library is not None and domain is None:
+        raise click.UsageError("--library needs --domain DOMAIN.toml (your desk's policy, rules and settings); "
+                               "without both, pack build packs the demo library with the demo domain")
     outcome = build_from_files(library or demo_dir() / "library.jsonl", domain or demo_dir() / "domain.toml",
                                out or default_pack(), embedder_dir or default_embedder_dir(),
                                approved_only=approved_only, allow_lint_flags=allow_lint_flags, force=force,

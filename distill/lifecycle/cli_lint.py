@@ -81,7 +81,9 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
         rules, policy, rules_from = list(dom.rules), dom.policy, dom.source
     else:
         block = lib.pack.manifest.get("domain", {})
-        rules, policy, rules_from = rules_from_manifest(block), str(block.get("system_prompt", "")), "pack manifest"
+        # a pack built with a policy digest records the full policy too: audit against that
+        policy = str(block.get("policy") or block.get("system_prompt", ""))
+        rules, rules_from = rules_from_manifest(block), "pack manifest"
     if not lib.strategies:
         raise ConfigError(f"{lib.path} holds no strategies, so there is nothing to lint; add strategies with: "
                           "edge-agent library add")

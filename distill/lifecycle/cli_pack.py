@@ -83,6 +83,9 @@ def pack_rebuild_command(old_path: Path | None, library: Path | None, out: Path 
         raise ConfigError("no previous pack to replace; pass --out DIR")
     strategies = open_library(library).strategies if library is not None else list(old.strategies)  # type: ignore[union-attr]
     dom = load_domain(domain) if domain is not None else (None if old else load_domain(demo_dir() / "domain.toml"))
+    if domain is None and old is None and not as_json:
+        click.secho(f"note: no --domain and no previous pack, so the demo domain ({dom.company}) gives the system "  # type: ignore[union-attr]
+                    "prompt, rules and settings; pass --domain DOMAIN.toml for your own desk", fg="yellow", err=True)
     block, settings, rules = domain_parts(dom, old)
     emb, emb_dir = open_embedder(embedder, old, default_embedder_dir())
     result = rebuild_pack(
