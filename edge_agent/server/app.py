@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..agent import Agent
 from ..files import home_dir
+from ..textsafe import has_lone_surrogate
 from .config import ServeConfig
 from .limits import BodyLimit
 from .page import add_page_routes
@@ -53,8 +54,9 @@ def build_agent(config: ServeConfig) -> Agent:
     from ..bundle import pack_model, resolve_pack
 
     pack = resolve_pack(config.pack) or Path(home_dir() / "packs" / "demo")  # a directory or an installed name
-    template = config.chat_template.read_text(encoding="utf-8") if config.chat_template else None
-    return Agent.from_pack(pack, pack_model(pack, config.model), chat_template=template, n_ctx=config.n_ctx)
+    # from_pack takes the template's path (read and checked where the model is resolved), not its text
+    return Agent.from_pack(pack, pack_model(pack, config.model), chat_template=config.chat_template,
+                           n_ctx=config.n_ctx)
 
 
 class ClientGone(Exception):
@@ -69,18 +71,43 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+def _unencodable(data: Any) -> bool:
+    """True when a string anywhere in `data` holds a lone surrogate (JSON allows "\\ud800"; UTF-8 does not)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if has_lone_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return False
+
+
+TOO_DEEP = "the request body is nested too deeply; send a flat chat request"
+
+
 def _parse(body: bytes) -> ChatRequest:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON ({exc}); send a JSON object",
                        code="invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, TOO_DEEP, code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    if _unencodable(data):
+        raise ApiError(400, "the request holds a lone UTF-16 surrogate (such as \\ud800), which is not text; "
+                            "send valid Unicode", code="invalid_text")
     try:
         return ChatRequest.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
+    except RecursionError:
+        raise ApiError(400, TOO_DEEP, code="invalid_json") from None
 
 
 def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None) -> FastAPI:
@@ -230,19 +257,26 @@ def _ext(job: Job) -> dict[str, Any]:
 
 
 async def _next(job: Job, events: asyncio.Queue[Event], request: Request | None) -> Event:
-    """The job's next event; gives up at its deadline, or when `request`'s client disconnects."""
+    """The job's next event; gives up at its deadline, or when `request`'s client disconnects.
+
+    The client is checked every POLL_S even while events keep coming: a non-streamed reply's pieces
+    arrive faster than the poll, and a client that left must stop its generation all the same.
+    """
     while True:
         remaining = job.deadline + DEADLINE_SLACK_S - time.monotonic()
         if remaining <= 0:
             job.cancel.set()
             return ("error", ApiError(504, f"the request took longer than {job.timeout:g} s; retry later",
                                       type="timeout_error", code="timeout"))
+        if request is not None and time.monotonic() - job.client_checked >= POLL_S:
+            job.client_checked = time.monotonic()
+            if await request.is_disconnected():
+                job.cancel.set()
+                raise ClientGone()
         try:
             return await asyncio.wait_for(events.get(), timeout=min(POLL_S, remaining))
         except TimeoutError:
-            if request is not None and await request.is_disconnected():
-                job.cancel.set()
-                raise ClientGone() from None
+            continue
 
 
 async def _stream(job: Job, events: asyncio.Queue[Event], cid: str, model: str) -> AsyncIterator[str]:

@@ -57,6 +57,7 @@ class Job:
     hits: list[Any] = field(default_factory=list)
     trimmed: int = 0
     pieces: int = 0
+    client_checked: float = 0.0  # monotonic time the HTTP side last asked whether the client is still there
 
     @property
     def deadline(self) -> float:
@@ -147,7 +148,8 @@ class GenerationWorker:
         except EdgeAgentError as exc:
             code = "context_length_exceeded" if isinstance(exc, ModelError) else "invalid_conversation"
             return self._finish(job, "error", ApiError(400, str(exc), param="messages", code=code))
-        job.hits = list(getattr(stream, "hits", []))
+        job.hits = list(getattr(stream, "hits", None) or [])
+        job.history = history
         job.emit(("start", {"trimmed": job.trimmed}))
         pieces = iter(stream)
         for piece in pieces:
@@ -169,10 +171,21 @@ class GenerationWorker:
         job.emit(("error", error) if error is not None else ("done", job))
         self._log(job, error)
 
+    def _hits_of(self, job: Job) -> list[Any]:
+        """The strategies a stopped job was given: the reply stream does not expose them before it ends,
+        so they are retrieved again (retrieval is deterministic; only jobs that started pay for it)."""
+        if job.started is None or job.outcome not in ("cancelled", "timeout"):
+            return []
+        try:
+            return list(self.agent.retrieve(job.history).hits)
+        except Exception as exc:  # the log line must never fail the worker
+            log.warning("could not recover the strategies of request %s: %s", job.meta.get("id"), exc)
+            return []
+
     def _log(self, job: Job, error: ApiError | None) -> None:
         now = time.monotonic()
         reply = job.reply
-        hits = reply.hits if reply is not None else job.hits
+        hits = reply.hits if reply is not None else (job.hits or self._hits_of(job))
         record: dict[str, Any] = {
             **job.meta, "outcome": job.outcome,
             "status": error.status if error else (200 if job.outcome == "ok" else 499),
