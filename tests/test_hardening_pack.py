@@ -161,3 +161,22 @@ def test_in_place_edit_with_mtime_restored_forces_a_rehash(tmp_path: Path) -> No
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # what `touch -r` does
     assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
     assert modelcheck.cached_sha256(path) != first
+
+
+def test_pack_rebuild_refuses_a_users_directory_unless_forced(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge_agent.cli import cli
+    from edge_agent.library import write_library
+
+    lib = tmp_path / "lib.jsonl"
+    write_library(lib, make_strategies(3))
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    args = ["pack", "rebuild", "--library", str(lib), "--embedder", "hash:16", "--out", str(out)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "--force" in refused.output
+    forced = CliRunner().invoke(cli, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert (out / "keep.txt").read_text() == "mine" and len(load_pack(out).strategies) == 3

@@ -59,10 +59,12 @@ def retrieve_hits(lib: Library, query: str, top_k: int, threshold: float | None,
 @click.option("--approved-only", is_flag=True, help="Leave out pending strategies (rejected never go in).")
 @click.option("--allow-lint-flags", is_flag=True, help="Build even when `library lint` flags strategies.")
 @click.option("--full", is_flag=True, help="Embed every strategy again instead of reusing vectors.")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out directory that is not a pack (its other files are kept).")
 @click.option("--json", "as_json", is_flag=True)
 def pack_rebuild_command(old_path: Path | None, library: Path | None, out: Path | None, embedder: str | None,
                          domain: Path | None, approved_only: bool, allow_lint_flags: bool, full: bool,
-                         as_json: bool) -> None:
+                         force: bool, as_json: bool) -> None:
     """Re-embed and re-index a library without the teacher; unchanged strategies are reused.
 
     \b
@@ -90,7 +92,7 @@ def pack_rebuild_command(old_path: Path | None, library: Path | None, out: Path 
     emb, emb_dir = open_embedder(embedder, old, default_embedder_dir())
     result = rebuild_pack(
         out or old_root, strategies, emb, embedder_dir=emb_dir, domain=block, settings=settings, rules=rules,
-        reuse=None if full else old, approved_only=approved_only, allow_lint_flags=allow_lint_flags,
+        reuse=None if full else old, approved_only=approved_only, allow_lint_flags=allow_lint_flags, force=force,
         build={"library": library.name if library else "previous pack", "domain": block.get("name", "")},
     )
     if as_json:

@@ -100,6 +100,7 @@ def rebuild_pack(
     approved_only: bool = False,
     allow_lint_flags: bool = False,
     build: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> RebuildResult:
     """Lint, then embed (incrementally against `reuse`) and write the pack to `out`."""
     items, rejected, pending = select_for_pack(strategies, approved_only)
@@ -112,7 +113,7 @@ def rebuild_pack(
         log.info("embedder changed (%s -> %s): every strategy is embedded again",
                  reuse.embedder_info.get("id"), embedder.id)
     report = build_pack(out, items, embedder, embedder_dir=embedder_dir, domain=domain, settings=settings,
-                        build={"tool": "pack rebuild", **dict(build or {})}, reuse=reuse)
+                        build={"tool": "pack rebuild", **dict(build or {})}, reuse=reuse, force=force)
     log.info("rebuilt %s: %d strategies, %d embedded, %d reused", out, report.strategies, report.embedded,
              report.reused)
     return RebuildResult(report=report, embedder_id=embedder.id, dropped_rejected=rejected,
