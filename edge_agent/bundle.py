@@ -31,8 +31,8 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BundleReport",
     "InstallReport",
-    "installed_packs",
     "install_bundle",
+    "installed_packs",
     "pack_model",
     "packs_dir",
     "read_bundle_info",
@@ -158,7 +158,8 @@ def write_bundle(
             sources[f"pack/{rel}"] = path  # only the pack's own files, not an old install record
     if gguf is not None:
         sources[str(pin["file"])] = gguf
-    files = {rel: {"sha256": _sha256(p), "bytes": p.stat().st_size} for rel, p in sources.items()}
+    files: dict[str, dict[str, Any]] = {rel: {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                                        for rel, p in sources.items()}
     if gguf is not None and files[str(pin["file"])]["sha256"] != pin["sha256"]:
         raise ModelError(f"{pin['name']}: {gguf} does not match its registered sha256; fetch a good copy first")
     info: dict[str, Any] = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "name": name,
@@ -182,7 +183,7 @@ def write_bundle(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    total = sum(int(f["bytes"]) for f in files.values())
+    total = sum(entry["bytes"] for entry in files.values())
     return BundleReport(path=target, name=name, files=len(files), bytes=total, model=pin)
 
 

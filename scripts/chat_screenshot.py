@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.browser_support import Browser  # noqa: E402
+from tests.browser_support import Browser
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -43,26 +43,22 @@ class Browser:
     def __init__(self, profile: Path, *, width: int = 1280, height: int = 820) -> None:
         to_chrome_r, to_chrome_w = os.pipe()
         from_chrome_r, from_chrome_w = os.pipe()
-        # Copies above the low numbers, so the child's dup2 onto 3 and 4 cannot clobber one another.
+        # Copies at high numbers that bash moves onto 3 and 4 for Chromium (no preexec_fn, which is
+        # unsafe in a process with threads, as a test with a server thread is).
         child_in = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 100)
         child_out = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 100)
-
-        def wire() -> None:  # runs in the child before exec
-            os.dup2(child_in, 3)
-            os.dup2(child_out, 4)
-
+        wire = f'exec "$@" 3<&{child_in} 4>&{child_out} {child_in}<&- {child_out}>&-'
         self.log = (profile.parent / f"{profile.name}-chromium.log").open("wb")
         self.proc = subprocess.Popen(
-            [chromium_path(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-             "--remote-debugging-pipe", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(3, 4),
-            preexec_fn=wire)
+            ["bash", "-c", wire, "chromium", chromium_path(), *FLAGS, f"--user-data-dir={profile}",
+             f"--window-size={width},{height}", "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT, pass_fds=(child_in, child_out))
         for fd in (to_chrome_r, from_chrome_w, child_in, child_out):
             os.close(fd)
         self._out = os.fdopen(to_chrome_w, "wb", buffering=0)
         self._in = os.fdopen(from_chrome_r, "rb", buffering=0)
         self._next_id = 0
-        self._replies: dict[int, "queue.Queue[dict[str, Any]]"] = {}
+        self._replies: dict[int, queue.Queue[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self.events: list[dict[str, Any]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -93,7 +89,7 @@ class Browser:
         with self._lock:
             self._next_id += 1
             mid = self._next_id
-            box: "queue.Queue[dict[str, Any]]" = queue.Queue()
+            box: queue.Queue[dict[str, Any]] = queue.Queue()
             self._replies[mid] = box
         message: dict[str, Any] = {"id": mid, "method": method, "params": params or {}}
         if session is not None:
@@ -194,8 +190,8 @@ class Browser:
                 pass
         self.log.close()
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

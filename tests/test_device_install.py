@@ -42,7 +42,7 @@ socket.socket.connect_ex = lambda self, address: 101
 
 
 def _run(cmd: list[str], timeout: float = 600, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
     if out.returncode != 0:
         raise AssertionError(f"{' '.join(cmd[:4])} ... exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out
@@ -54,7 +54,7 @@ def _cached_llama_wheel() -> Path:
 
     wanted = version("llama-cpp-python")
     out = subprocess.run([sys.executable, "-m", "pip", "cache", "list", "llama_cpp_python", "--format=abspath"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     wheels = [Path(line) for line in out.stdout.split() if f"-{wanted}-" in Path(line).name]
     if not wheels:
         pytest.fail(f"no llama_cpp_python-{wanted} wheel in pip's cache; run scripts/setup.sh with pip's cache "
@@ -79,10 +79,10 @@ def _edge_agent_wheel(tmp: Path) -> Path:
 def _offline_prefix(venv: Path) -> list[str]:
     """A command prefix that runs without a network: a new network namespace, else a socket guard."""
     for prefix in (["unshare", "-n"], ["unshare", "-rn"]):
-        if shutil.which(prefix[0]) and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+        if shutil.which(prefix[0]) and subprocess.run([*prefix, "true"], capture_output=True, check=False).returncode == 0:
             return prefix
-    site = next((venv / "lib").glob("python3*/site-packages"))
-    (site / "sitecustomize.py").write_text(GUARD)
+    packages = next((venv / "lib").glob("python3*/site-packages"))
+    (packages / "sitecustomize.py").write_text(GUARD)
     return []
 
 
@@ -114,6 +114,9 @@ def test_base_install_on_a_device_answers_offline(tmp_path: Path, onnx_embedder_
     installed = {d["name"].lower().replace("_", "-") for d in listed}
     assert not installed & set(ABSENT), f"builder/server packages on the device: {sorted(installed & set(ABSENT))}"
     assert set(BASE) <= installed, sorted(set(BASE) - installed)
+    site = next((venv / "lib").glob("python3*/site-packages"))
+    assert {p.name for p in (site / "edge_agent" / "server" / "static").iterdir()} >= {"index.html", "chat.js",
+                                                                                        "chat.css"}
 
     # --- install the bundle and chat with the network off ------------------------------------
     home = tmp_path / "device-home"
@@ -125,7 +128,7 @@ def test_base_install_on_a_device_answers_offline(tmp_path: Path, onnx_embedder_
     t2 = time.monotonic()
     probe = ("import socket, sys\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2)\n"
              "except OSError:\n    sys.exit(0)\nsys.exit(1)\n")
-    assert subprocess.run([*offline, str(py), "-c", probe], env=env, timeout=30).returncode == 0, "network is on"
+    assert subprocess.run([*offline, str(py), "-c", probe], env=env, timeout=30, check=False).returncode == 0, "network is on"
     out = _run([*offline, edge, "chat", "--pack", "desk", "--json"], env=env,
                input="My internet has been down since yesterday.\n", timeout=300)
     timings["chat_s"] = time.monotonic() - t2
@@ -133,12 +136,14 @@ def test_base_install_on_a_device_answers_offline(tmp_path: Path, onnx_embedder_
     assert len(turn["text"].split()) >= 3, turn
     assert turn["strategies"] and turn["strategies"][0]["id"] == "t-000"
     # nothing of the builder was imported on the way
-    modules = _run([*offline, str(py), "-c", "import sys, edge_agent.agent, edge_agent.bundle, edge_agent.cli; "
-                    "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-                    "('torch', 'sentence_transformers', 'distill', 'openai', 'httpx', 'fastapi'))))"], env=env)
+    imports = ("import sys, edge_agent.agent, edge_agent.bundle, edge_agent.cli; "
+               "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+               "('torch', 'sentence_transformers', 'distill', 'openai', 'httpx', 'fastapi'))))")
+    modules = _run([*offline, str(py), "-c", imports], env=env)
     assert modules.stdout.strip() == ""
     # the server is an extra: without it, one line naming the install command
-    serve = subprocess.run([*offline, edge, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    serve = subprocess.run([*offline, edge, "serve"], env=env, capture_output=True, text=True, timeout=60,
+                           check=False)
     assert serve.returncode != 0 and "pip install 'edge-agent[server]'" in serve.stderr
     print(f"device install timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}, "
           f"offline via {' '.join(offline) or 'socket guard'}, {len(installed)} packages")
