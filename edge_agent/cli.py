@@ -287,13 +287,14 @@ def pack_build(library: Path | None, domain: Path | None, out: Path | None, embe
 
 
 @pack.command("inspect")
-@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.argument("path", type=click.Path(path_type=Path), required=False, metavar="[PATH|NAME]")
 @click.option("--json", "as_json", is_flag=True)
 def pack_inspect(path: Path | None, as_json: bool) -> None:
     """Show a pack's manifest summary."""
+    from .bundle import resolve_pack
     from .pack import load_pack
 
-    loaded = load_pack(path or default_pack())
+    loaded = load_pack(resolve_pack(path) or default_pack())
     m = loaded.manifest
     if as_json:
         click.echo(json.dumps(m, indent=2, ensure_ascii=False))
@@ -311,15 +312,16 @@ def pack_inspect(path: Path | None, as_json: bool) -> None:
 
 
 @pack.command("verify")
-@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.argument("path", type=click.Path(path_type=Path), required=False, metavar="[PATH|NAME]")
 @click.option("--repair", is_flag=True, help="Rebuild index.faiss from vectors.npy if it is bad.")
 @click.option("--strict", is_flag=True, help="Also fail on manifest fields this version does not know.")
 def pack_verify(path: Path | None, repair: bool, strict: bool) -> None:
     """Check every file, hash, count and id in a pack and embed one text with its embedder; exit 1 on
     the first problem."""
+    from .bundle import resolve_pack
     from .packbuild import verify_pack
 
-    result = verify_pack(path or default_pack(), repair=repair, strict=strict)
+    result = verify_pack(resolve_pack(path) or default_pack(), repair=repair, strict=strict)
     if result.repaired:
         click.echo("rebuilt index.faiss from vectors.npy")
     if result.unknown_fields:

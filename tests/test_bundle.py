@@ -108,6 +108,10 @@ def test_cli_bundle_install_and_chat_by_name(builder: Path, hash_pack: Path, tmp
     assert turn["text"].startswith("Thanks for reaching out") and turn["strategies"]
     main(["retrieve", "my internet is down", "--pack", "desk", "--json"])
     assert json.loads(capsys.readouterr().out)["hits"]
+    main(["pack", "verify", "desk"])
+    assert capsys.readouterr().out.startswith("OK ")
+    main(["pack", "inspect", "desk", "--json"])
+    assert json.loads(capsys.readouterr().out)["format"] == "edge-agent-pack"
 
 
 def test_existing_pack_is_kept_without_force(builder: Path, hash_pack: Path, tmp_path: Path,
