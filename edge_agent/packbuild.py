@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .domain import load_domain
+from .domain import Domain, load_domain
 from .embedder import OnnxEmbedder
-from .errors import ModelError, PackError
+from .errors import ConfigError, ModelError, PackError
 from .library import read_library
 from .lint import gate, lint_strategies
 from .pack import BuildReport, PackSettings, build_pack, load_pack, repair_index
@@ -65,7 +65,6 @@ def prompt_share(system_prompt: str, model: str | None = None) -> PromptShare:
 
         spec = resolve_model(model)
         from llama_cpp import Llama
-
         from llama_cpp._utils import suppress_stdout_stderr
 
         with suppress_stdout_stderr(disable=False):  # a vocabulary-only load still warns about n_ctx
@@ -88,6 +87,9 @@ def build_from_files(library: Path, domain: Path, out: Path, embedder_dir: Path,
                      allow_lint_flags: bool = False, force: bool = False, model: str | None = None) -> BuildOutcome:
     """Lint-gated build of `library` with `domain`'s prompt, rules and settings into `out`."""
     dom = load_domain(domain)
+    if approved_only and dom.digest and dom.digest_info.get("status") == "pending":
+        raise ConfigError(f"--approved-only, but the policy digest in {dom.digest_info.get('file')} is pending; "
+                          f"approve it with: edge-agent library review {dom.digest_info.get('file')}")
     if not (embedder_dir / "model.onnx").is_file():
         raise ModelError(f"no exported embedder at {embedder_dir}; run: edge-agent models export-embedder "
                          "(needs the distill extra) or pass --embedder DIR")
@@ -98,10 +100,23 @@ def build_from_files(library: Path, domain: Path, out: Path, embedder_dir: Path,
                             generation=dom.settings.get("generation", {}))
     report = build_pack(out, strategies, embedder, embedder_dir=embedder_dir, domain=dom.to_manifest(),
                         settings=settings, build={"library": library.name, "domain": dom.name},
-                        approved_only=approved_only, force=force)
+                        approved_only=approved_only, force=force, data_files=dom.data_files())
     share = prompt_share(dom.system_prompt(), model)
     warning = share.warning()
-    return BuildOutcome(report, [warning] if warning else [], share)
+    return BuildOutcome(report, [*digest_warnings(dom), *([warning] if warning else [])], share)
+
+
+def digest_warnings(dom: Domain) -> list[str]:
+    """What a reviewer should hear about the policy digest the student will see."""
+    info, name = dom.digest_info, dom.digest_info.get("file", "")
+    out = []
+    if dom.digest and info.get("status") == "pending":
+        out.append(f"the policy digest in {name} is pending review; approve or edit it with: "
+                   f"edge-agent library review {name}")
+    if info.get("stale"):
+        out.append(f"the policy digest in {name} was drafted from an earlier [policy] text; review it again or "
+                   "redraft it with: edge-agent distill digest --force")
+    return out
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ ENTRY = Path(sys.executable).with_name("edge-agent")
 
 def run(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None, timeout: float = 120) -> Any:
     """The installed entry point, as a script would call it; no traceback may reach stderr."""
-    proc = subprocess.run([str(ENTRY), *args], input=stdin, capture_output=True, timeout=timeout,
+    proc = subprocess.run([str(ENTRY), *args], check=False, input=stdin, capture_output=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
     assert "Traceback" not in proc.stderr.decode("utf-8", "replace"), proc.stderr.decode()
     return proc
