@@ -9,20 +9,23 @@ from __future__ import annotations
 import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .facts import FactSpec, load_fact_source, parse_fact_specs
 
 __all__ = ["Domain", "PolicyRule", "Intent", "load_domain", "parse_domain", "persona_grid"]
 
 _TOP = {"domain", "policy", "intents", "personas", "rules", "retrieval", "prompting", "generation",
-        "roles", "distill", "budget", "prices"}
+        "roles", "distill", "budget", "prices", "facts", "fact_source", "replies"}
+# Safe replies the turn planner may give instead of an unchecked one (see edge_agent/planner.py).
+_REPLIES = {"clarify", "handoff", "repeat_ask"}
 # Tables only `distill` reads (endpoints, loop knobs, budgets, prices); validated there.
 _BUILD_TABLES = ("roles", "distill", "budget", "prices")
 _DOMAIN = {"name", "company", "agent_role", "goal", "language", "greeting"}
-_POLICY = {"text"}
+_POLICY = {"text", "digest", "digest_file"}  # digest: the student's short policy (see digest.py)
 _INTENT = {"id", "description", "customer_goal", "opening"}
 _RULE = {"id", "kind", "pattern", "description", "severity", "examples", "compliant"}
 RULE_KINDS = ("forbidden_promise", "forbidden_phrase", "required_step")
@@ -75,22 +78,59 @@ class Domain:
     rules: tuple[PolicyRule, ...] = ()
     settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = ""
+    facts: tuple[FactSpec, ...] = ()
+    fact_source: Mapping[str, Any] = field(default_factory=dict)
+    replies: Mapping[str, str] = field(default_factory=dict)
+    base_dir: Path | None = None  # the domain file's folder: fact-source data paths are relative to it
+    digest: str = ""  # the device's short policy; `policy` stays what the teacher, judge and lint use
+    digest_info: Mapping[str, Any] = field(default_factory=dict)
 
-    def system_prompt(self) -> str:
-        """The agent's system prompt: role, goal and policy. Stable text, first in every prompt."""
+    def data_files(self) -> dict[str, Path]:
+        """Files a pack must carry for this domain (the fact source's data), by their name in the pack."""
+        data = self.fact_source.get("data")
+        if not data:
+            return {}
+        path = Path(str(data))
+        if not path.is_absolute() and self.base_dir is not None:
+            path = self.base_dir / path
+        if not path.is_file():
+            raise ConfigError(f"{self.source} [fact_source]: data file {data} not found next to the domain file")
+        return {f"facts/{path.name}": path}
+
+    def system_prompt(self, full: bool = False) -> str:
+        """The agent's system prompt: role, goal and policy. Stable text, first in every prompt.
+
+        The device's prompt carries the policy digest when there is one; `full=True` (the teacher
+        answering as the agent) carries the full policy.
+        """
         parts = [f"You are {self.agent_role} at {self.company}."]
         if self.goal:
             parts.append(self.goal.strip())
-        parts.append("Policy:\n" + self.policy.strip())
+        parts.append("Policy:\n" + (self.policy if full or not self.digest else self.digest).strip())
         parts.append("Reply to the customer in a few friendly sentences. Follow the policy; never promise "
                      "what it does not allow. Notes marked as agent guidance are private advice for you, "
                      "not words from the customer.")
         return "\n\n".join(parts)
 
     def to_manifest(self) -> dict[str, Any]:
-        return {"name": self.name, "company": self.company, "system_prompt": self.system_prompt(),
-                "rules": [{**r.__dict__, "examples": list(r.examples), "compliant": list(r.compliant)}
-                          for r in self.rules]}
+        out: dict[str, Any] = {
+            "name": self.name, "company": self.company, "system_prompt": self.system_prompt(),
+            "rules": [{**r.__dict__, "examples": list(r.examples), "compliant": list(r.compliant)} for r in self.rules]}
+        if self.greeting:
+            out["greeting"] = self.greeting
+        if self.facts:
+            out["facts"] = [f.to_json() for f in self.facts]
+        if self.fact_source:
+            source = dict(self.fact_source)
+            if source.get("data"):
+                source["data"] = next(iter(self.data_files()))  # relative to the pack
+            out["fact_source"] = source
+        if self.replies:
+            out["replies"] = dict(self.replies)
+        if self.digest:  # both policies: the full one for audits, the digest the student was given
+            out["policy"] = self.policy.strip()
+            out["digest"] = {"text": self.digest, **dict(self.digest_info)}
+        return out
 
 
 def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
@@ -111,6 +151,18 @@ def _opt_str(where: str, data: Mapping[str, Any], key: str, default: str = "") -
     if not isinstance(value, str):
         raise ConfigError(f"{where}: '{key}' must be a string")
     return value
+
+
+def _digest_fields(source: str, pol: Mapping[str, Any]) -> dict[str, Any]:
+    """`[policy] digest` (inline, trusted as written) or `digest_file` (read by `load_domain`)."""
+    if "digest" in pol and "digest_file" in pol:
+        raise ConfigError(f"{source} [policy]: give digest or digest_file, not both")
+    if "digest_file" in pol:
+        return {"digest_info": {"file": _need_str(f"{source} [policy]", pol, "digest_file")}}
+    if "digest" in pol:
+        text = _need_str(f"{source} [policy]", pol, "digest").strip()
+        return {"digest": text, "digest_info": {"source": "inline", "status": "approved", "chars": len(text)}}
+    return {}
 
 
 def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
@@ -165,15 +217,28 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
     if not isinstance(personas, dict) or any(not isinstance(v, list) or not v for v in personas.values()):
         raise ConfigError(f"{source} [personas]: each persona dimension must be a non-empty list")
     settings = {k: dict(data[k]) for k in ("retrieval", "prompting", "generation", *_BUILD_TABLES) if k in data}
+    facts = parse_fact_specs(data.get("facts", []), source)
+    fact_source = data.get("fact_source", {})
+    if not isinstance(fact_source, dict):
+        raise ConfigError(f"{source}: 'fact_source' must be a table ([fact_source])")
+    if fact_source:
+        load_fact_source({k: v for k, v in fact_source.items() if k != "data"})  # names the problem now, not at chat time
+    replies = data.get("replies", {})
+    if not isinstance(replies, dict):
+        raise ConfigError(f"{source}: 'replies' must be a table ([replies])")
+    _check_keys(f"{source} [replies]", replies, _REPLIES)
+    for key, value in replies.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{source} [replies]: '{key}' must be a non-empty reply text")
     return Domain(
         name=_need_str(f"{source} [domain]", dom, "name"),
         company=_need_str(f"{source} [domain]", dom, "company"),
         agent_role=_need_str(f"{source} [domain]", dom, "agent_role"),
-        policy=_need_str(f"{source} [policy]", pol, "text"),
+        policy=_need_str(f"{source} [policy]", pol, "text"), **_digest_fields(source, pol),
         goal=_opt_str(f"{source} [domain]", dom, "goal"), language=_opt_str(f"{source} [domain]", dom, "language", "en"),
         greeting=_opt_str(f"{source} [domain]", dom, "greeting"),
         intents=tuple(intents), personas={k: tuple(v) for k, v in personas.items()}, rules=tuple(rules),
-        settings=settings, source=source,
+        settings=settings, source=source, facts=facts, fact_source=dict(fact_source), replies=dict(replies),
     )
 
 
@@ -187,7 +252,9 @@ def load_domain(path: Path | str) -> Domain:
         raise ConfigError(f"{path.name}: invalid TOML ({exc}); fix the file") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path.name}: not UTF-8 text; a domain file is TOML (see distill/domains)") from None
-    return parse_domain(data, path.name)
+    from .digest import attach_digest
+
+    return attach_digest(replace(parse_domain(data, path.name), base_dir=path.resolve().parent))
 
 
 def persona_grid(domain: Domain) -> list[dict[str, Any]]:
