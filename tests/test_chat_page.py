@@ -16,7 +16,9 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -26,8 +28,10 @@ from edge_agent.agent import Agent
 from edge_agent.backends import ScriptedChat
 from edge_agent.bundle import install_bundle, write_bundle
 from edge_agent.embedder import HashEmbedder
+from edge_agent.errors import PackError
 from edge_agent.pack import PackSettings, build_pack
-from edge_agent.server import ServeConfig
+from edge_agent.server import ServeConfig, create_app
+from edge_agent.server.loading import LoadingApp
 from edge_agent.server.page import CSP
 
 from .browser_support import Browser
@@ -291,3 +295,89 @@ def test_real_student_answers_in_the_page(hash_pack: Path, tmp_path: Path) -> No
         panel = browser.evaluate("document.getElementById('panel-body').textContent")
         assert "first token" in panel and "decode speed" in panel
         assert browser.exceptions() == []
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve any ASGI app on a free loopback port in a thread; yields the base URL."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.mark.server
+def test_page_while_the_model_loads(hostile_pack: Path, tmp_path: Path) -> None:
+    gate = threading.Event()
+    agent = Agent.from_pack(hostile_pack, student=ScriptedChat(default="ready now"))
+
+    def load() -> Any:
+        gate.wait(60)
+        return create_app(agent, ServeConfig())
+
+    with serving(LoadingApp(load)) as base, Browser(tmp_path / "profile") as browser:
+        health = httpx.get(base + "/health")
+        assert health.status_code == 503 and health.json() == {"status": "loading"}
+        early = httpx.post(base + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert early.status_code == 503 and early.json()["error"]["code"] == "model_loading"
+        assert early.headers["retry-after"] == "2"
+        page = httpx.get(base + "/")
+        assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+        browser.goto(base + "/")
+        browser.wait_for("document.getElementById('banner-text').textContent.includes('still loading')")
+        assert browser.evaluate("document.getElementById('send').disabled") is True
+        browser.type_text("#input", "my internet is down")
+        gate.set()
+        browser.wait_for("document.getElementById('banner-text').textContent.includes('ready')", timeout=20)
+        browser.wait_for("document.getElementById('title').textContent === 'Testnet support'")
+        browser.click("#send")
+        browser.wait_for(f"!window.edgeAgentChat.busy() && {LAST_REPLY} && {LAST_REPLY}.textContent === 'ready now'",
+                         timeout=20)
+        assert httpx.get(base + "/health").json()["status"] == "ok"
+        assert browser.exceptions() == []
+
+
+def test_failed_load_is_reported_and_stops(tmp_path: Path) -> None:
+    stopped: list[BaseException] = []
+
+    def load() -> Any:
+        raise PackError(f"pack directory {tmp_path / 'nope'} not found; build one with: edge-agent pack build")
+
+    app = LoadingApp(load, on_error=stopped.append)
+    with serving(app) as base:
+        deadline = time.monotonic() + 10
+        while not stopped and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert httpx.get(base + "/health").json() == {"status": "failed"}
+        answer = httpx.post(base + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "load_failed"
+        assert "not found; build one" in answer.json()["error"]["message"]
+    assert isinstance(app.error, PackError) and stopped == [app.error]
+
+
+@pytest.mark.server
+def test_serve_with_a_bad_pack_exits_with_one_line(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "edge_agent.cli", "serve", "--model", "mock", "--pack", "no-such-pack",
+                          "--port", str(free_port())], capture_output=True, text=True, timeout=60, check=False,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith(("Error:", "error:"))]
+    assert len(errors) == 1 and "no installed pack of that name" in errors[0], out.stderr
+    assert "Traceback" not in out.stderr

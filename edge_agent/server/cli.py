@@ -72,13 +72,26 @@ def serve_command(config_file: Path | None, **flags: Any) -> None:
     import uvicorn
 
     from .app import build_agent, create_app
+    from .loading import LoadingApp
 
     config = load_serve_config(config_file, flags=flags)
     _setup_logging(config.log_level)
-    agent = build_agent(config)
-    app = create_app(agent, config)
     auth = "API key required" if config.api_key else "no API key"
-    click.echo(f"edge-agent serve: model {agent.student.name}, pack {agent.pack.path if agent.pack else '-'}, "
-               f"http://{config.host}:{config.port}/v1 ({auth})", err=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_config=None, log_level=config.log_level,
-                access_log=False, server_header=False, timeout_graceful_shutdown=math.ceil(config.shutdown_grace))
+
+    def load() -> Any:
+        agent = build_agent(config)
+        click.echo(f"edge-agent serve: model {agent.student.name}, pack {agent.pack.path if agent.pack else '-'}, "
+                   f"http://{config.host}:{config.port}/v1 ({auth}); chat page at /", err=True)
+        return create_app(agent, config)
+
+    # The port answers at once (the chat page, and 503 "model_loading") while the model loads.
+    app = LoadingApp(load)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, log_config=None, log_level=config.log_level, access_log=False,
+        server_header=False, timeout_graceful_shutdown=math.ceil(config.shutdown_grace)))
+    app.on_error = lambda _: setattr(server, "should_exit", True)
+    server.run()
+    if app.error is not None:
+        raise app.error  # the CLI prints an EdgeAgentError as one line
+    if not server.started:
+        sys.exit(3)  # uvicorn could not bind; it has logged why

@@ -27,13 +27,13 @@ STATIC = {"chat.js": "text/javascript; charset=utf-8", "chat.css": "text/css; ch
 HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
-def _asset(name: str) -> bytes:
+def asset(name: str) -> bytes:
     return (importlib.resources.files("edge_agent.server") / "static" / name).read_bytes()
 
 
 def add_page_routes(app: FastAPI, agent: Agent, config: ServeConfig, model: str) -> None:
     """Serve the chat page at `/`; the page needs the API key only when the server was given one."""
-    files = {name: _asset(name) for name in ("index.html", *STATIC)}
+    files = {name: asset(name) for name in ("index.html", *STATIC)}
     key = config.api_key.encode("utf-8") if config.api_key else None
     by_id = {s.id: s for s in (agent.pack.strategies if agent.pack is not None else [])}
     company = str(agent.pack.manifest.get("domain", {}).get("company", "")) if agent.pack is not None else ""

@@ -76,19 +76,24 @@
   }
 
   // The server may be restarting or still loading its model: poll /health until it answers.
-  function waitForServer() {
+  function waitForServer(loading) {
+    showBanner(loading
+      ? "The model is still loading; this page is ready as soon as it is. Waiting\u2026"
+      : "Cannot reach the server; it may be starting or loading its model. Trying again\u2026", { bad: !loading });
+    $("send").disabled = true;
     if (state.healthTimer) return;
-    showBanner("Cannot reach the server; it may be starting or loading its model. Trying again\u2026", { bad: true });
     state.healthTimer = setInterval(async () => {
       try {
         const res = await fetch("health", { cache: "no-store" });
         if (res.ok) {
           clearInterval(state.healthTimer); state.healthTimer = null;
-          showBanner("The server is back; press Retry or Send.", { retry: true });
+          $("send").disabled = false;
+          showBanner(loading ? "The model is ready." : "The server is back; press Retry or Send.",
+            { retry: Boolean($("input").value) });
           loadInfo();
         }
       } catch (err) { /* still down */ }
-    }, 2000);
+    }, loading ? 1000 : 2000);
   }
 
   // --- the conversation ----------------------------------------------------------------------
@@ -131,6 +136,7 @@
       const retry = parseInt(res.headers.get("Retry-After") || "", 10);
       return { kind: "busy", message, retry: Number.isFinite(retry) ? retry : 5 };
     }
+    if (res.status === 503 && error.code === "model_loading") return { kind: "loading", message };
     if (res.status === 503 || res.status === 502) return { kind: "down", message };
     return { kind: "error", message };
   }
@@ -145,8 +151,8 @@
       busyCountdown(failure.retry, failure.message);
     } else if (failure.kind === "down") {
       showBanner(`The server cannot answer now: ${failure.message}`, { bad: true, retry: true });
-    } else if (failure.kind === "unreachable") {
-      waitForServer();
+    } else if (failure.kind === "unreachable" || failure.kind === "loading") {
+      waitForServer(failure.kind === "loading");
     } else {
       showBanner(failure.message, { bad: true, retry: true });
     }
@@ -340,6 +346,7 @@
   async function loadInfo() {
     try {
       const res = await fetch("ui/info", { cache: "no-store" });
+      if (res.status === 503) { waitForServer(true); return; }
       if (!res.ok) return;
       const info = await res.json();
       state.keyRequired = Boolean(info.key_required);
@@ -348,7 +355,7 @@
       $("model").textContent = `model ${state.model}`;
       if (state.keyRequired && !state.key) showKeyBar(null);
     } catch (err) {
-      waitForServer();
+      waitForServer(false);
     }
   }
 
