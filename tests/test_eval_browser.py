@@ -25,13 +25,13 @@ FIGURES = ("plot-distribution", "plot-differences", "plot-personas", "plot-strat
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("chromium is not installed; run scripts/setup.sh (it installs Debian's chromium) "
+        pytest.fail("chromium is not installed; run scripts/test.sh (its set-up installs Debian's chromium) "
                     "or apt-get install -y chromium")
     return found
 
 
 def _flags(profile: Path) -> list[str]:
-    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"]
 
 
