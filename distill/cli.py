@@ -116,6 +116,8 @@ class _Progress:
                 self.progress.update(self.tasks[name], completed=self.counts[name], info=self._info())
             done = name == "scenario" and self.counts[name] == self.totals.get("scenario")
             self._line(force=done)
+        elif name == "call":
+            self._line()
         elif name == "scenarios":
             self.totals["scenario"] = data["total"]
             if self.progress is not None:

@@ -251,3 +251,19 @@ def test_unknown_keys_name_the_files_table(tmp_path: Path) -> None:
     worse.write_text(AIRLINE.read_text() + '\n[roles.judge]\ntemprature = 0\n')
     with pytest.raises(ConfigError, match=r"\[roles.judge\]: unknown key temprature"):
         settings_from_domain(load_domain(worse).settings, worse.name)
+
+
+def test_library_lint_flags_garbage_that_a_distill_run_would_reject(tmp_path: Path) -> None:
+    from edge_agent.cli import cli
+    from edge_agent.library import write_library
+
+    lib = tmp_path / "lib.jsonl"
+    write_library(lib, [_entry(id="d-ok"), _entry(id="d-dots", compact="..."),
+                        _entry(id="d-meta", strategy="This is a JSON object that contains all of the information "
+                                                     "from the previous response."),
+                        _entry(id="d-hand", source="authored", compact="...")])  # hand-written: the author's call
+    out = CliRunner().invoke(cli, ["library", "lint", str(lib), "--domain", str(AIRLINE), "--json"])
+    flags = json.loads(out.stdout)["flags"]
+    content = {(f["strategy_id"], f["message"].split(" (")[0]) for f in flags if f["kind"] == "content"}
+    assert content == {("d-dots", "placeholder compact"), ("d-meta", "strategy talks about the output, not the customer")}
+    assert out.exit_code == 1

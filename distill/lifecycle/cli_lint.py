@@ -50,6 +50,15 @@ def _embedder(lib: Any, embedder_dir: Path | None) -> Any:
     return OnnxEmbedder(directory)
 
 
+def _content_flags(strategies: Any) -> list[Flag]:
+    """Distilled entries that are garbage (placeholder or meta text, a customer who speaks as the agent)."""
+    from ..quality import problems
+
+    return [Flag(s.id, "*", "content", "content", "warning", "", reason)
+            for s in strategies if s.source == "distilled" and s.status != "rejected"
+            for reason in problems(s, min_score=1)]
+
+
 @click.command("lint")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--domain", type=click.Path(path_type=Path), default=None,
@@ -88,7 +97,7 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
         raise ConfigError(f"{lib.path} holds no strategies, so there is nothing to lint; add strategies with: "
                           "edge-agent library add")
     embedder = _embedder(lib, embedder_dir) if any(r.examples for r in rules) else None
-    flags = lint_strategies(lib.strategies, rules, embedder=embedder)
+    flags = lint_strategies(lib.strategies, rules, embedder=embedder) + _content_flags(lib.strategies)
     if llm_url:
         from .llm_check import llm_check, openai_checker
 
