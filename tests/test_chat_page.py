@@ -155,6 +155,10 @@ def test_chat_streams_fills_the_panel_and_never_runs_markup(hostile_pack: Path, 
         _send(browser, "and the router lights are blinking orange")
         browser.wait_for("document.querySelectorAll('#log .msg.assistant:not(.pending)').length === 2", timeout=30)
         assert [m["role"] for m in slow.calls[-1]][-3:] == ["user", "assistant", "user"]
+        assert browser.evaluate("document.querySelector('#panel-body .details p').textContent").startswith("Reply 2")
+        browser.click("#log .msg.assistant")  # the first reply: its own panel comes back
+        assert browser.evaluate("document.querySelector('#panel-body .details p').textContent").startswith("Reply 1")
+        assert browser.evaluate("document.querySelector('#log .msg.assistant').classList.contains('selected')")
         browser.click("#reset")
         assert browser.evaluate("document.querySelectorAll('#log .msg').length") == 0
         assert browser.exceptions() == []

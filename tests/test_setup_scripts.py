@@ -32,7 +32,7 @@ def test_only_the_test_command_installs_a_browser() -> None:
 
 
 def _stamp_is_current() -> bool:
-    stamp = REPO / ".venv" / ".edge-agent-setup"
+    stamp = REPO / os.environ.get("EDGE_AGENT_VENV", ".venv") / ".edge-agent-setup"
     want = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + (SCRIPTS / "setup.sh").read_bytes()).hexdigest()
     return stamp.is_file() and stamp.read_text().strip() == want
 
