@@ -366,6 +366,9 @@ def install_bundle(bundle: Path | str, *, name: str | None = None, force: bool =
     if target.exists() and not force:
         raise PackError(f"a pack named {name!r} is already installed at {target}; pass --force to replace it "
                         "or --name OTHER to install beside it")
+    if target.exists() and not (target / "manifest.json").is_file():
+        raise PackError(f"{target} exists and is not a pack, so it is left alone even with --force; move it "
+                        "away or install with --name OTHER")
     need = sum(int(e["bytes"]) for e in info["files"].values())
     packs_dir().mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(packs_dir()).free

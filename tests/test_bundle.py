@@ -132,6 +132,12 @@ def test_existing_pack_is_kept_without_force(builder: Path, hash_pack: Path, tmp
     again = install_bundle(out, force=True)
     assert again.replaced and not marker.exists() and load_pack(again.path)
     assert install_bundle(out, name="desk2").path == home / "packs" / "desk2"  # beside it, under another name
+    stranger = home / "packs" / "notes"
+    stranger.mkdir()
+    (stranger / "todo.txt").write_text("not a pack")
+    with pytest.raises(PackError, match="is not a pack, so it is left alone even with --force"):
+        install_bundle(out, name="notes", force=True)
+    assert (stranger / "todo.txt").read_text() == "not a pack"
 
 
 def test_out_file_is_not_overwritten_without_force(builder: Path, hash_pack: Path, tmp_path: Path) -> None:
