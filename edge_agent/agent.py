@@ -1,7 +1,10 @@
-"""The support agent: per turn, retrieve strategies, assemble the prompt, let the student reply.
+"""The support agent: per turn, retrieve strategies, then answer.
 
-`Agent` takes its parts as objects (any ChatBackend, any Embedder/index via a Retriever), so tests
-pass fakes; `Agent.from_pack` wires the real ones from a pack and a registered model.
+In the `grounded` mode (the default for packs that ask for it) every reply is a checked choice made
+by `planner` (a fitted library reply, a gated student draft, a clarifying question or a hand-off);
+in the other rendering modes the student writes each reply with the retrieved guidance in its
+prompt. `Agent` takes its parts as objects (any ChatBackend, any Embedder/index via a Retriever), so
+tests pass fakes; `Agent.from_pack` wires the real ones from a pack and a registered model.
 """
 
 from __future__ import annotations
@@ -45,9 +48,15 @@ class Reply:
     prompt: list[dict[str, str]] = field(default_factory=list)
     mode: str = ""
     finish_reason: str = "stop"
-    route: str = ""  # adapt mode: "exemplar", "revised" or "fallback:<why>"
+    route: str = ""  # grounded: exemplar|generated|clarify|handoff; adapt: "exemplar", "revised", "fallback:<why>"
+    reason: str = ""  # why this route was taken (grounded mode)
+    candidates: list[Any] = field(default_factory=list)  # planner.Candidate per entry considered
+    facts: Mapping[str, Any] = field(default_factory=dict)  # facts established in this conversation
+    strategy_id: str = ""  # the library entry whose reply was used, if any
 
     def to_json(self) -> dict[str, Any]:
+        grounded = {"reason": self.reason, "candidates": [c.to_json() for c in self.candidates],
+                    "facts": dict(self.facts), "strategy_id": self.strategy_id} if self.reason else {}
         return {
             "text": self.text,
             "strategies": [h.to_json() for h in self.hits],
@@ -58,6 +67,7 @@ class Reply:
             "mode": self.mode,
             "finish_reason": self.finish_reason,
             **({"route": self.route} if self.route else {}),
+            **grounded,
         }
 
 
@@ -104,6 +114,7 @@ class Agent:
         self._costs: dict[tuple[str, str, str], int] = {}
         if retriever is not None:
             retriever.cost = self._guidance_cost
+        self._grounded: Any = None  # built on first use: see edge_agent.grounding
 
     @classmethod
     def from_pack(
@@ -186,8 +197,25 @@ class Agent:
         return messages, found, (time.perf_counter() - t0) * 1e3
 
     # --- replies ---------------------------------------------------------------------------
+    def rule_violations(self, text: str) -> list[str]:
+        """Ids of the domain rules `text` breaks, by pattern and (where rules carry examples) by meaning."""
+        return self.grounding().rule_violations(text)
+
+    def grounding(self) -> Any:
+        """The grounded mode's parts (planner, fact tracker, rule checker), built once."""
+        if self._grounded is None:
+            from .grounding import Grounding
+
+            self._grounded = Grounding.for_agent(self)
+        return self._grounded
+
     def stream(self, history: Sequence[Message], *, generation: GenerationConfig | None = None,
                retrieval: RetrievalConfig | None = None, prompting: PromptConfig | None = None) -> ReplyStream:
+        pcfg = prompting or self.prompting
+        if pcfg.mode == "grounded":
+            if not history:
+                raise ConfigError("the conversation is empty; add a customer message")
+            return self.grounding().stream(history, generation or self.generation, pcfg)
         start = time.perf_counter()
         messages, found, assemble_ms = self.prepare(history, retrieval=retrieval, prompting=prompting)
         cfg = generation or self.generation

@@ -21,7 +21,7 @@ __all__ = ["Domain", "PolicyRule", "Intent", "load_domain", "parse_domain", "per
 _TOP = {"domain", "policy", "intents", "personas", "rules", "retrieval", "prompting", "generation",
         "roles", "distill", "budget", "prices", "facts", "fact_source", "replies"}
 # Safe replies the turn planner may give instead of an unchecked one (see edge_agent/planner.py).
-_REPLIES = {"clarify", "handoff", "repeat_ask"}
+_REPLIES = {"clarify", "handoff", "repeat_ask", "off_topic"}
 # Tables only `distill` reads (endpoints, loop knobs, budgets, prices); validated there.
 _BUILD_TABLES = ("roles", "distill", "budget", "prices")
 _DOMAIN = {"name", "company", "agent_role", "goal", "language", "greeting"}

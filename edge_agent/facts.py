@@ -151,13 +151,21 @@ def _search(patterns: Sequence[str], text: str) -> bool:
     return any(re.search(p, text, re.IGNORECASE | re.MULTILINE) for p in patterns)
 
 
+_CONDITIONAL = re.compile(r"\b(?:if|whether|unless|once|until|depends|in case|as long as)\b", re.IGNORECASE)
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+")
+
+
 def claimed_facts(text: str, specs: Sequence[FactSpec]) -> list[Condition]:
-    """The fact conditions a reply asserts (its `claims` / `claims_not` patterns match)."""
+    """The fact conditions a reply asserts (its `claims` / `claims_not` patterns match).
+
+    A conditional sentence ("if the fault is on our side, the visit is free") asserts nothing.
+    """
+    assertive = "\n".join(s for s in _SENTENCES.split(text) if s.strip() and not _CONDITIONAL.search(s))
     out: list[Condition] = []
     for spec in specs:
-        if spec.claims and _search(spec.claims, text):
+        if spec.claims and _search(spec.claims, assertive):
             out.append(Condition(spec.id, True))
-        if spec.claims_not and _search(spec.claims_not, text):
+        if spec.claims_not and _search(spec.claims_not, assertive):
             out.append(Condition(spec.id, False))
     return out
 

@@ -116,10 +116,28 @@ def index_text(strategy: Strategy, query_turns: int) -> str:
     return query_text(parse_transcript(strategy.scenario), query_turns)
 
 
+ANSWER_WORDS = 16  # a customer line this short, right after the agent asked something, answers it
+_ASKS = re.compile(r"\?|\b(?:could you|can you|would you|please (?:give|tell|confirm|send)|give me|tell me)\b",
+                   re.IGNORECASE)
+
+
+def request_of(turns: Sequence[Mapping[str, str]]) -> str:
+    """The customer's open request: the last customer line, joined to the one before it when it only
+    answers the agent's question ("Sam Jones, AB1 2CD." after "Could I have your name?")."""
+    users = [i for i, m in enumerate(turns) if m.get("role") == "user"]
+    if not users:
+        return ""
+    last = str(turns[users[-1]].get("content", "")).strip()
+    before = turns[users[-1] - 1] if users[-1] > 0 else {}
+    if (len(users) > 1 and len(last.split()) <= ANSWER_WORDS and before.get("role") == "assistant"
+            and _ASKS.search(str(before.get("content", "")))):
+        return str(turns[users[-2]].get("content", "")).strip() + "\n" + last
+    return last
+
+
 def turn_texts(strategy: Strategy) -> tuple[str, str]:
-    """(the scenario's last customer message, the exemplar without its speaker label); "" if absent."""
-    turns = parse_transcript(strategy.scenario)
-    last = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+    """(the scenario's open customer request, the exemplar without its speaker label); "" if absent."""
+    last = request_of(parse_transcript(strategy.scenario))
     exemplar = re.sub(r"^\s*(?:AGENT|ASSISTANT)\s*:\s*", "", strategy.exemplar.strip(), flags=re.IGNORECASE)
     return last.strip(), " ".join(exemplar.split())
 
@@ -339,6 +357,7 @@ def write_pack(
     index_kind: str = "auto",
     force: bool = False,
     turn_vectors: np.ndarray | None = None,
+    data_files: Mapping[str, Path] | None = None,
 ) -> Path:
     """Write a complete pack atomically (a temporary sibling directory renamed into place).
 
@@ -372,6 +391,11 @@ def write_pack(
                 raise _fail(f"turn vectors have shape {turn.shape}, expected ({len(strategies)}, 2, {vectors.shape[1]})")
             np.save(tmp / TURN_VECTORS, turn, allow_pickle=False)
             rels.append(TURN_VECTORS)
+        for rel, src in sorted((data_files or {}).items()):  # the domain's fact-source data
+            target = _inside(tmp, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, target)
+            rels.append(rel)
         if embedder_dir is not None:
             shutil.copytree(embedder_dir, tmp / EMBEDDER_DIR)
             rels += sorted(
@@ -422,6 +446,7 @@ def build_pack(
     approved_only: bool = False,
     batch_size: int = 1,
     force: bool = False,
+    data_files: Mapping[str, Path] | None = None,
 ) -> "BuildReport":
     """Embed the strategies' scenarios and write a pack; rejected ones never ship, pending ones ship
     unless `approved_only`.
@@ -471,7 +496,7 @@ def build_pack(
     turn, _ = embed_turn_texts(items, embedder, turn_cache)
     out = write_pack(path, items, vectors, embedder_info=info, embedder_dir=embedder_dir, domain=domain,
                      settings=settings, build=build, index_kind="flat" if len(items) < 20_000 else "auto",
-                     force=force, turn_vectors=turn)
+                     force=force, turn_vectors=turn, data_files=data_files)
     return BuildReport(path=out, strategies=len(items), embedded=len(todo), reused=len(items) - len(todo))
 
 

@@ -197,3 +197,15 @@ for _name in ("system", "exemplar", "exemplar_system", "demo"):
 for _combo in COMBINED_MODES:
     register_renderer(_combo, combine(*_combo.split("+")))
 register_renderer("adapt", render_adapt)
+
+
+def render_grounded(
+    system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
+) -> Messages:
+    """The grounded mode's prompt for a student draft: its fallback mode's (see edge_agent.planner)."""
+    from .prompting import RENDERERS
+
+    return RENDERERS[str(params.get("fallback", "compact"))](system_prompt, history, hits, {})
+
+
+register_renderer("grounded", render_grounded)

@@ -14,16 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..domain import PolicyRule
+from ..gate import LEAK
 from .suite import Expect
 
 __all__ = ["CheckResult", "Context", "check_reply", "normalise", "LEAK"]
 
-# Chat-template control text, role labels at a line start, and the prompt's guidance markers.
-LEAK = re.compile(
-    r"<\|[a-z_]{2,20}\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>|<\|?(?:im_start|im_end|eot_id|endoftext)"
-    r"|^\s*(?:CUSTOMER|AGENT|USER|ASSISTANT|SYSTEM)\s*:|\[\[|\]\]|AGENT GUIDANCE|DRAFT REPLY|\ufffd",
-    re.IGNORECASE | re.MULTILINE,
-)
 _WORDS = re.compile(r"[\w'£$€%-]+")
 
 

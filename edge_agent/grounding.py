@@ -1,0 +1,191 @@
+"""The grounded mode's I/O around the planner: search, facts, the student's draft and the gate.
+
+Per turn: embed the recent window and the customer's latest request (two ONNX calls), search the
+pack for candidates, derive the facts, let `Planner` choose a route, and only when it asks for a
+draft call the student and gate the result. The reply is produced in one piece (it is checked
+before anyone sees it), trimmed to `max_tokens`, and its usage is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backends import GenerationConfig, Usage
+from .conversation import query_text
+from .errors import ConfigError
+from .facts import FactSpec, Facts, FactTracker, load_fact_source
+from .gate import GateConfig, gate_reply, normalised
+from .pack import embed_turn_texts
+from .planner import Plan, Planner, PlannerParams
+from .prompting import PromptConfig, render_prompt
+from .rendering import trim_to_tokens
+from .retrieval import Hit, approx_tokens
+from .rulecheck import RuleChecker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .agent import Agent, ReplyStream
+
+__all__ = ["Grounding", "fact_specs_from_manifest"]
+
+log = logging.getLogger(__name__)
+
+
+def fact_specs_from_manifest(domain: Mapping[str, Any]) -> list[FactSpec]:
+    out = []
+    for item in domain.get("facts", []) or []:
+        out.append(FactSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in item.items()}))
+    return out
+
+
+class Grounding:
+    """Planner, fact tracker and rule checker for one agent, built once from its pack."""
+
+    def __init__(self, agent: Agent, planner: Planner, tracker: FactTracker, checker: RuleChecker,
+                 domain_vectors: np.ndarray, params: PlannerParams) -> None:
+        self.agent = agent
+        self.planner = planner
+        self.tracker = tracker
+        self.checker = checker
+        self.domain_vectors = domain_vectors
+        self.params = params
+
+    @classmethod
+    def for_agent(cls, agent: Agent) -> Grounding:
+        retriever = agent.retriever
+        if retriever is None:
+            raise ConfigError("the grounded mode needs a pack (its library and embedder); load one with Agent.from_pack")
+        params_src = agent.prompting.params if agent.prompting.mode == "grounded" else {}
+        params = PlannerParams.from_params(dict(params_src))
+        embedder = retriever.embedder
+        pack = agent.pack
+        turn = pack.turn_vectors if pack is not None else None
+        if turn is None or len(turn) != len(retriever.strategies):
+            log.info("pack has no turn vectors (built by an older version); embedding them now")
+            turn = embed_turn_texts(retriever.strategies, embedder)[0]
+        domain = dict(pack.manifest.get("domain", {})) if pack is not None else {}
+        specs = fact_specs_from_manifest(domain)
+        source_cfg = dict(domain.get("fact_source", {}) or {})
+        source = load_fact_source(source_cfg, base=Path(pack.path) if pack is not None else None)
+        checker = RuleChecker(agent.rules, embedder)
+        tracker = FactTracker(specs, source, embed=embedder.embed)
+        planner = Planner(retriever.strategies, turn, system_prompt=agent.system_prompt, rules=agent.rules,
+                          rule_check=checker.violations if checker.semantic else None, specs=specs,
+                          replies=domain.get("replies"), params=params)
+        replies = turn[:, 1]
+        domain_vectors = replies[np.linalg.norm(replies, axis=1) > 0]
+        return cls(agent, planner, tracker, checker, domain_vectors, params)
+
+    def rule_violations(self, text: str) -> list[str]:
+        return self.checker.violations(text)
+
+    # --- one turn -------------------------------------------------------------------------------
+    def _retriever(self) -> Any:
+        if self.agent.retriever is None:
+            raise ConfigError("the grounded mode needs a pack (its library and embedder); load one with Agent.from_pack")
+        return self.agent.retriever
+
+    def _search(self, vec: np.ndarray, k: int, threshold: float) -> list[Hit]:
+        retriever = self._retriever()
+        scores, rows = retriever.index.search(vec[None, :], k)
+        return [Hit(retriever.strategies[int(r)], float(sc), int(r))
+                for sc, r in zip(scores[0], rows[0]) if int(r) >= 0 and float(sc) >= threshold]
+
+    def candidates(self, history: Sequence[Mapping[str, str]]) -> tuple[list[Hit], np.ndarray, dict[str, float]]:
+        """Hits for the recent window and for the latest request (best score per entry), and the request vector."""
+        retriever = self._retriever()
+        cfg = self.agent.retrieval
+        t0 = time.perf_counter()
+        window_vec = retriever.embedder.embed([query_text(history, cfg.query_turns)])[0]
+        request_vec = np.stack([retriever.embedder.embed([t])[0] for t in self.planner.request_texts(history)])
+        t1 = time.perf_counter()
+        k = max(self.params.candidates, cfg.top_k)
+        best: dict[str, Hit] = {}
+        found = self._search(window_vec, k, cfg.threshold)
+        for vec in request_vec:
+            found += self._search(vec, k, cfg.threshold)
+        for hit in found:
+            if hit.strategy.id not in best or hit.score > best[hit.strategy.id].score:
+                best[hit.strategy.id] = hit
+        hits = sorted(best.values(), key=lambda h: -h.score)
+        t2 = time.perf_counter()
+        return hits, request_vec, {"embed_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
+
+    def stream(self, history: Sequence[Mapping[str, str]], cfg: GenerationConfig, pcfg: PromptConfig) -> ReplyStream:
+        from .agent import Reply, ReplyStream
+
+        agent = self.agent
+        start = time.perf_counter()
+        hits, request_vec, timings = self.candidates(history)
+        t0 = time.perf_counter()
+        facts = self.tracker.derive(history)
+        before = self.tracker.derive(history[:-1]) if len(history) > 1 else None
+        new_facts = before is None and bool(facts.values) or before is not None and before.values != facts.values
+        t1 = time.perf_counter()
+        plan = self.planner.plan(history, hits, request_vec, facts, new_facts=new_facts,
+                                 best_relevance=self.planner.best_relevance(request_vec))
+        t2 = time.perf_counter()
+        messages: list[dict[str, str]] = []
+        stats: dict[str, Any] = {}
+        if plan.route == "generate":
+            plan, messages, stats = self._draft(history, plan, facts, cfg, pcfg)
+        text = self._final(plan, history, facts, cfg)
+        end = time.perf_counter()
+        count = getattr(agent.student, "count_tokens", None)
+        completion = int(stats.get("completion_tokens") or (count(text) if callable(count) and text else approx_tokens(text)))
+        usage = Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)), completion_tokens=completion,
+                      evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens", 0 if not messages else None))
+        all_timings = {**timings, "facts_ms": (t1 - t0) * 1e3, "plan_ms": (t2 - t1) * 1e3,
+                       "retrieval_ms": timings["embed_ms"] + timings["search_ms"],
+                       "generate_ms": float(stats.get("generate_ms", 0.0)), "total_ms": (end - start) * 1e3,
+                       "ttft_ms": (end - start) * 1e3}
+        reply = Reply(text=text, hits=hits[: self.params.candidates], timings=all_timings, usage=usage,
+                      prompt=messages, mode="grounded", finish_reason=str(stats.get("finish_reason", "stop")),
+                      route=plan.route, reason=plan.reason, candidates=list(plan.candidates),
+                      facts=dict(facts.values), strategy_id=plan.strategy_id)
+        return ReplyStream(iter([text] if text else []), lambda _joined: reply)
+
+    def _draft(self, history: Sequence[Mapping[str, str]], plan: Plan, facts: Facts, cfg: GenerationConfig,
+               pcfg: PromptConfig) -> tuple[Plan, list[dict[str, str]], dict[str, Any]]:
+        """The student's draft, shown only if it passes the gate; otherwise a safe reply."""
+        agent = self.agent
+        guidance = agent.retrieve(history).hits
+        fallback = PromptConfig.from_mapping({"mode": self.params.fallback, "params": {}})
+        messages = render_prompt(agent.system_prompt, history, guidance, fallback)
+        t0 = time.perf_counter()
+        result = agent.student.chat(messages, cfg)
+        stats = dict(getattr(agent.student, "last_stats", {}) or {})
+        stats.setdefault("prompt_tokens", result.usage.prompt_tokens)
+        stats.setdefault("completion_tokens", result.usage.completion_tokens)
+        stats["generate_ms"] = (time.perf_counter() - t0) * 1e3
+        earlier = [str(m.get("content", "")) for m in history if m.get("role") == "assistant"]
+        from .adapt import context_text
+
+        context = context_text(agent.system_prompt, history) + "\n" + self.planner.vocabulary
+        failed = gate_reply(result.text, context=context, earlier=earlier,
+                            facts=facts, specs=self.planner.specs, rules=agent.rules,
+                            rule_check=self.checker.violations if self.checker.semantic else None,
+                            embed=agent.retriever.embedder.embed if agent.retriever else None,
+                            domain_vectors=self.domain_vectors, config=GateConfig(on_domain=self.params.on_domain))
+        if not failed:
+            return Plan("generated", plan.reason + "; the draft passed the gate", result.text.strip(), "",
+                        plan.candidates, plan.facts), messages, stats
+        said = {normalised(e) for e in earlier}
+        safe = self.planner.safe(plan.candidates, facts, said, f"the student's draft failed the gate ({failed})")
+        stats["completion_tokens"] = 0  # the draft was not shown
+        return safe, messages, stats
+
+    def _final(self, plan: Plan, history: Sequence[Mapping[str, str]], facts: Facts, cfg: GenerationConfig) -> str:
+        """The reply as shown: within max_tokens (whole sentences) and never breaking a rule."""
+        count = getattr(self.agent.student, "count_tokens", None)
+        text = trim_to_tokens(plan.text, int(cfg.max_tokens), count if callable(count) else approx_tokens)
+        broken = [r.id for r in self.agent.rules if r.kind.startswith("forbidden") and r.matches(text)]
+        if broken:  # a domain-authored safe reply that breaks a rule is a configuration error; never show it
+            log.error("reply on route %s breaks %s; offering a person instead", plan.route, broken)
+            return self.planner.replies["handoff"]
+        return text
