@@ -29,9 +29,8 @@ _PLACEHOLDER = re.compile(
     r"\{\{?\s*\w+\s*\}?\}|\blorem ipsum\b", re.IGNORECASE)
 # Text about the model's own output or the request rather than advice for the agent.
 _META = re.compile(
-    r"\b(?:this|the following|here is|here's|below is)\b[^.\n]{0,30}\b(?:json|object|response|output|"
-    r"answer|list|format|schema)\b[^.\n]{0,40}\b(?:contains?|includes?|represents?|shows?|provides?|with|"
-    r"of|that|from)\b|\bthe previous (?:response|answer|output|message)\b|\bas an ai\b|"
+    r"\b(?:this|the following|here is|here's|below is)\b[^.\n]{0,30}\b(?:json|object|output|format|schema)\b"
+    r"[^.\n]{0,40}\b(?:contains?|includes?|represents?|shows?|provides?|with|of|that|from)\b|\bthe previous (?:response|answer|output|message)\b|\bas an ai\b|"
     r"\bi (?:cannot|can't|am unable to) (?:help|assist|comply)|\blanguage model\b|"
     r"\b(?:json|the schema|the keys?)\b[^.\n]{0,20}\b(?:items|compact|do|avoid)\b[^.\n]{0,10}\bfields?\b",
     re.IGNORECASE)

@@ -55,6 +55,8 @@ def test_garbage_guidance_is_named(text: str, kind: str) -> None:
     "Acknowledge the delay, check the order status and say when it ships.",
     "Do not promise a refund before the return arrives; explain the 14-day window.",
     "Ask for the order number or the email on the order, then look it up.",
+    "Keep this answer short, with one apology and the next step.",
+    "Give the response the policy allows: the list of options that apply to this order.",
 ])
 def test_good_guidance_passes(text: str) -> None:
     assert text_problems("compact", text) == []
