@@ -32,6 +32,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 @dataclass(frozen=True)
 class GateConfig:
     on_domain: float = 0.4  # least cosine between the draft and its nearest domain reply
+    answers: float = 0.3  # least cosine between the draft and the customer's latest request
     min_words: int = 4
 
 
@@ -55,6 +56,7 @@ def gate_reply(
     rule_check: Callable[[str], list[str]] | None = None,
     embed: Callable[[list[str]], np.ndarray] | None = None,
     domain_vectors: np.ndarray | None = None,
+    request_vecs: np.ndarray | None = None,
     config: GateConfig = GateConfig(),
 ) -> str:
     """"" when the draft may be shown, else the first reason it may not."""
@@ -66,10 +68,16 @@ def gate_reply(
         return f"echoes a marker {leak.group(0)!r}"
     if is_degenerate(stripped, config.min_words):
         return "degenerate (too short or looping)"
-    if embed is not None and domain_vectors is not None and len(domain_vectors):
-        score = float(np.max(domain_vectors @ embed([stripped])[0]))
-        if score < config.on_domain:
-            return f"off-domain (nearest domain reply {score:.2f} < {config.on_domain})"
+    if embed is not None and (domain_vectors is not None and len(domain_vectors) or request_vecs is not None):
+        vec = embed([stripped])[0]
+        if domain_vectors is not None and len(domain_vectors):
+            score = float(np.max(domain_vectors @ vec))
+            if score < config.on_domain:
+                return f"off-domain (nearest domain reply {score:.2f} < {config.on_domain})"
+        if request_vecs is not None:
+            score = float(np.max(np.atleast_2d(request_vecs) @ vec))
+            if score < config.answers:
+                return f"does not answer the latest message ({score:.2f} < {config.answers})"
     for sentence in (s for s in _SENTENCE.split(stripped) if s.strip()):
         found = unsupported_facts(sentence, context, rules)
         if found:

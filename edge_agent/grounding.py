@@ -133,7 +133,7 @@ class Grounding:
         messages: list[dict[str, str]] = []
         stats: dict[str, Any] = {}
         if plan.route == "generate":
-            plan, messages, stats = self._draft(history, plan, facts, cfg, pcfg)
+            plan, messages, stats = self._draft(history, plan, facts, cfg, pcfg, request_vec)
         text = self._final(plan, history, facts, cfg)
         end = time.perf_counter()
         count = getattr(agent.student, "count_tokens", None)
@@ -151,7 +151,7 @@ class Grounding:
         return ReplyStream(iter([text] if text else []), lambda _joined: reply)
 
     def _draft(self, history: Sequence[Mapping[str, str]], plan: Plan, facts: Facts, cfg: GenerationConfig,
-               pcfg: PromptConfig) -> tuple[Plan, list[dict[str, str]], dict[str, Any]]:
+               pcfg: PromptConfig, request_vecs: np.ndarray) -> tuple[Plan, list[dict[str, str]], dict[str, Any]]:
         """The student's draft, shown only if it passes the gate; otherwise a safe reply."""
         agent = self.agent
         guidance = agent.retrieve(history).hits
@@ -171,7 +171,8 @@ class Grounding:
                             facts=facts, specs=self.planner.specs, rules=agent.rules,
                             rule_check=self.checker.violations if self.checker.semantic else None,
                             embed=agent.retriever.embedder.embed if agent.retriever else None,
-                            domain_vectors=self.domain_vectors, config=GateConfig(on_domain=self.params.on_domain))
+                            domain_vectors=self.domain_vectors, request_vecs=request_vecs,
+                            config=GateConfig(on_domain=self.params.on_domain))
         if not failed:
             return Plan("generated", plan.reason + "; the draft passed the gate", result.text.strip(), "",
                         plan.candidates, plan.facts), messages, stats

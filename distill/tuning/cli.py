@@ -36,8 +36,15 @@ def _ints(text: str) -> list[int]:
     "--dev",
     "dev_path",
     type=click.Path(path_type=Path, exists=True),
-    required=True,
+    default=None,
     help="JSONL of conversations ('scenario' or 'messages') with the teacher's reply ('teacher_reply').",
+)
+@click.option(
+    "--suite",
+    "suite_paths",
+    type=click.Path(path_type=Path, exists=True),
+    multiple=True,
+    help="Conversation suite(s) (`edge-agent test` files): choose the grounded mode's settings by them.",
 )
 @click.option("--stage", type=int, default=None, help="Use only rows with this 'stage' value.")
 @click.option("--limit", type=int, default=0, help="Use at most N conversations (0 = all).")
@@ -76,7 +83,8 @@ def _ints(text: str) -> list[int]:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def tune_command(
     pack_path: Path | None,
-    dev_path: Path,
+    dev_path: Path | None,
+    suite_paths: tuple[Path, ...],
     stage: int | None,
     limit: int,
     model: str | None,
@@ -98,9 +106,16 @@ def tune_command(
     Examples:
       edge-agent tune --dev dev.jsonl
       edge-agent tune --pack ./mypack --dev dev.jsonl --modes plain,compact,adapt --repeat-penalty 1.0,1.1
+      edge-agent tune --suite tests/conversations/demo.toml     # may the student write its own replies?
     """
     from edge_agent.cli import default_pack
     from edge_agent.pack import load_pack, update_settings
+
+    if suite_paths:
+        _tune_suites(pack_path or default_pack(), model, suite_paths, report_path, write, as_json)
+        return
+    if dev_path is None:
+        raise click.UsageError("give --dev FILE (recorded teacher replies) or --suite FILE (conversation tests)")
 
     from .data import read_dev_file
     from .run import build_tuning, write_report
@@ -151,6 +166,46 @@ def tune_command(
     else:
         click.echo(table)
         click.echo(f"\nbest: {result.best.name}" + (f" (written to {pack.path})" if write else ""))
+        click.echo(f"report: {out}")
+
+
+def _tune_suites(pack_path: Path, model: str | None, suite_paths: tuple[Path, ...], report_path: Path | None,
+                 write: bool, as_json: bool) -> None:
+    """Grounded mode with and without the student's gated drafts, scored by conversation suites."""
+    from edge_agent.agent import Agent
+    from edge_agent.convtest import SuiteError, load_suite
+    from edge_agent.files import write_json_atomic
+    from edge_agent.pack import load_pack, update_settings
+
+    from .suites import format_suite_table, tune_by_suites
+
+    try:
+        suites = [load_suite(p) for p in suite_paths]
+    except SuiteError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    pack = load_pack(pack_path)
+    base = dict(pack.settings.prompting.get("params", {})) if pack.settings.prompting.get("mode") == "grounded" else {}
+    student = Agent.from_pack(pack, model).student  # loaded once, shared by every candidate
+
+    def make_agent(params: Any) -> Any:
+        return Agent.from_pack(pack, student=student, prompting={"mode": "grounded", "params": {**base, **params}})
+
+    scores = tune_by_suites(make_agent, suites)
+    out = report_path or home_dir() / "reports" / f"tune-suites-{pack.path.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out, {"pack": str(pack.path), "suites": [str(p) for p in suite_paths],
+                            "scores": [s.to_json() for s in scores]})
+    best = scores[0]
+    if write:
+        update_settings(pack.path, prompting={"mode": "grounded", "params": {**base, **best.candidate.params}},
+                        tuning={"best": best.candidate.name, "by": "conversation suites", "rate": round(best.rate, 4),
+                                "report": out.name})
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in scores], indent=2))
+    else:
+        click.echo(format_suite_table(scores))
+        click.echo(f"\nbest: {best.candidate.name}" + (f" (written to {pack.path})" if write else ""))
         click.echo(f"report: {out}")
 
 

@@ -27,9 +27,13 @@ class CheckResult:
     kind: str
     passed: bool
     detail: str = ""
+    score: float | None = None  # the measured value, where the check has one (similar_to: the cosine)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "passed": self.passed, "detail": self.detail}
+        out: dict[str, Any] = {"kind": self.kind, "passed": self.passed, "detail": self.detail}
+        if self.score is not None:
+            out["score"] = round(self.score, 4)
+        return out
 
 
 @dataclass
@@ -133,8 +137,9 @@ def check_reply(expect: Expect, reply: Any, earlier: Sequence[str], ctx: Context
         else:
             vecs = ctx.embed([text or " ", c["similar_to"]])
             score = float(np.dot(vecs[0], vecs[1]))
-            add("similar_to", score >= expect.similar_threshold,
-                f"cosine {score:.3f} vs {expect.similar_threshold:.2f} to {_cut(c['similar_to'])!r}")
+            out.append(CheckResult("similar_to", score >= expect.similar_threshold,
+                                   f"cosine {score:.3f} vs {expect.similar_threshold:.2f} to {_cut(c['similar_to'])!r}",
+                                   score))
     return out
 
 
