@@ -30,7 +30,8 @@ _PLACEHOLDER = re.compile(
 # Text about the model's own output or the request rather than advice for the agent.
 _META = re.compile(
     r"\b(?:this|the following|here is|here's|below is)\b[^.\n]{0,30}\b(?:json|object|output|format|schema)\b"
-    r"[^.\n]{0,40}\b(?:contains?|includes?|represents?|shows?|provides?|with|of|that|from)\b|\bthe previous (?:response|answer|output|message)\b|\bas an ai\b|"
+    r"[^.\n]{0,40}\b(?:contains?|includes?|represents?|shows?|provides?|with|of|that|from)\b|"
+    r"\bthe previous (?:response|answer|output|message)\b|\bas an ai\b|"
     r"\bi (?:cannot|can't|am unable to) (?:help|assist|comply)|\blanguage model\b|"
     r"\b(?:json|the schema|the keys?)\b[^.\n]{0,20}\b(?:items|compact|do|avoid)\b[^.\n]{0,10}\bfields?\b",
     re.IGNORECASE)

@@ -186,6 +186,19 @@ def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool
 
 
 def _explain(reply: Any) -> None:
+    if getattr(reply, "reason", ""):  # grounded mode: the route and why, the facts, the candidates
+        click.secho(f"  [route {reply.route}] {reply.reason}", dim=True)
+        if reply.facts:
+            facts = ", ".join(f"{k}={v}" for k, v in sorted(reply.facts.items()))
+            click.secho(f"  [facts] {facts}", dim=True)
+        for cand in reply.candidates[:5]:
+            click.secho(f"  [candidate {cand.id} score {cand.score:.2f} relevance {cand.relevance:.2f}] "
+                        f"{cand.verdict}", dim=True)
+        t = reply.timings
+        click.secho(f"  [{t.get('total_ms', 0):.0f} ms: embed {t.get('embed_ms', 0):.0f}, facts "
+                    f"{t.get('facts_ms', 0):.0f}, plan {t.get('plan_ms', 0):.0f}, student {t.get('generate_ms', 0):.0f}]",
+                    dim=True)
+        return
     if not reply.hits:
         click.secho("  [no strategy above the threshold; none injected]", dim=True)
     for hit in reply.hits:
@@ -302,6 +315,12 @@ def pack_inspect(path: Path | None, as_json: bool) -> None:
     click.echo(f"pack        {loaded.path}")
     click.echo(f"format      {m['format']} v{m['format_version']}")
     click.echo(f"domain      {m.get('domain', {}).get('name', '-')}  ({m.get('domain', {}).get('company', '')})")
+    digest = m.get("domain", {}).get("digest")
+    if isinstance(digest, dict):  # the student sees this short policy; the full one is kept beside it
+        who = f", reviewed by {digest['reviewed_by']}" if digest.get("reviewed_by") else ""
+        chars, status = len(str(digest.get("text", ""))), digest.get("status", "?")
+        click.echo(f"policy      digest of {chars} characters ({status}{who}) "
+                   f"for a {len(str(m['domain'].get('policy', '')))}-character policy")
     click.echo(f"strategies  {m['counts']['strategies']}  (approved {m['counts'].get('approved', '?')})")
     click.echo(f"embedder    {m['embedder'].get('id')}  dim {m['embedder'].get('dim')}  "
                f"{m['embedder'].get('quantization', '')}")

@@ -267,5 +267,6 @@ def test_library_lint_flags_garbage_that_a_distill_run_would_reject(tmp_path: Pa
     out = CliRunner().invoke(cli, ["library", "lint", str(lib), "--domain", str(AIRLINE), "--json"])
     flags = json.loads(out.stdout)["flags"]
     content = {(f["strategy_id"], f["message"].split(" (")[0]) for f in flags if f["kind"] == "content"}
-    assert content == {("d-dots", "placeholder compact"), ("d-meta", "strategy talks about the output, not the customer")}
+    assert content == {("d-dots", "placeholder compact"),
+                       ("d-meta", "strategy talks about the output, not the customer")}
     assert out.exit_code == 1

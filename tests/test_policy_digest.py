@@ -74,7 +74,7 @@ def test_digest_file_is_reviewed_like_a_strategy(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="rejected in review"):
         load_domain(desk)
     with pytest.raises(ConfigError, match="not both"):
-        load_domain(_desk(tmp_path, f'digest = "x y z"\ndigest_file = "desk.digest.jsonl"'))
+        load_domain(_desk(tmp_path, 'digest = "x y z"\ndigest_file = "desk.digest.jsonl"'))
     with pytest.raises(ConfigError, match="file name next to the domain file"):
         load_domain(_desk(tmp_path, 'digest_file = "../elsewhere/d.jsonl"'))
 

@@ -105,3 +105,17 @@ def test_the_library_packs_with_the_digest_recorded(tmp_path: Path) -> None:
     block = load_pack(report.path).manifest["domain"]
     assert block["digest"]["text"] == dom.digest and block["policy"] == dom.policy.strip()
     assert dom.digest in block["system_prompt"] and "restocking fee; tell the customer" not in block["system_prompt"]
+
+
+def test_pack_inspect_shows_the_digest(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from edge_agent.cli import cli
+
+    dom = load_domain(RETAIL)
+    report = build_pack(tmp_path / "pack", read_library(LIBRARY), HashEmbedder(dim=32), embedder_dir=None,
+                        domain=dom.to_manifest(), settings=PackSettings())
+    out = CliRunner().invoke(cli, ["pack", "inspect", str(report.path)])
+    assert out.exit_code == 0, out.output
+    assert (f"policy      digest of {len(dom.digest)} characters (approved, reviewed by edge-agent maintainers) for a "
+            f"{len(dom.policy.strip())}-character policy") in out.output
