@@ -35,8 +35,8 @@ _COMMITMENT = re.compile(
     r"to| are going to| get| won't| will not)\b|\b(?:on us|on the house|free|no cost|no charge|nothing|waived?|"
     r"gone|covered|back|refund\w*|match\w*|consider)\b", re.IGNORECASE)
 _NEGATION = re.compile(
-    r"\b(?:not|no(?!\s+(?:worries|problem|doubt)\b)|never|cannot|can't|cant|won't|wont|don't|doesn't|isn't|aren't|wasn't|shouldn't|mustn't|"
-    r"unable|unfortunately|only if|only when|unless|afraid)\b|n't\b", re.IGNORECASE)
+    r"\b(?:not|no(?!\s+(?:worries|problem|doubt)\b)|never|cannot|can't|cant|won't|wont|don't(?!\s+worry\b)|doesn't|isn't|aren't|wasn't|shouldn't|mustn't|"
+    r"unable|unfortunately|only if|only when|unless|afraid)\b|n't\b(?<!don't)", re.IGNORECASE)
 
 
 def split_sentences(text: str) -> list[str]:

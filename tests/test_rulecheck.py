@@ -37,6 +37,11 @@ def test_negated_and_compliant_sentences_are_not_violations() -> None:
     assert ck.violations("We will give back money only for a duplicate payment.") == []
 
 
+def test_reassurance_is_not_a_refusal() -> None:
+    assert checker().violations("Don't worry, we will give back all the money for the month.") == ["no-refund"]
+    assert checker().violations("No worries: we will give back all the money for the month.") == ["no-refund"]
+
+
 def test_without_an_embedder_only_patterns_apply() -> None:
     ck = RuleChecker([RULE], None)
     assert not ck.semantic
