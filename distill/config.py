@@ -176,7 +176,8 @@ class RunSettings(_Strict):
         return parse_settings(data, "flags")
 
 
-_FIELDS = {"loop": LoopSettings, "budget": BudgetSettings, "roles": RoleSettings, "prices": Price}
+_FIELDS: dict[str, type[BaseModel]] = {"loop": LoopSettings, "budget": BudgetSettings, "roles": RoleSettings,
+                                     "prices": Price}
 
 
 def _table(loc: tuple[Any, ...]) -> tuple[str, str, type[BaseModel] | None]:
