@@ -9,8 +9,12 @@ if [ "${1:-}" = "--interactive" ]; then
   exec .venv/bin/edge-agent chat --explain
 fi
 echo "==> demo chat (offline; the customer's lines are scripted)"
+# Turn 2 asks for money back before anything is checked: the agent asks who they are instead of
+# promising a credit. Turn 3 gives name and postcode: the demo's fact source looks the account and
+# the network status page up (edge_agent/demo/accounts.json), and only then is the credit mentioned.
 printf '%s\n' \
   "Hi, my internet has been down since yesterday evening and I work from home." \
-  "This is the third time this month. I want my money back for the whole month." \
-  "Fine. Can you at least send a technician tomorrow?" \
+  "It's been over a day now. Am I getting money back for this?" \
+  "Priya Shah, LU1 4AB." \
+  "Can you send a technician tomorrow? I'm not paying for it." \
   | .venv/bin/edge-agent chat --explain

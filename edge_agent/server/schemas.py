@@ -139,14 +139,21 @@ def new_completion_id() -> str:
 
 
 def extension(reply: Reply | None, trimmed: int, timings: Mapping[str, float]) -> dict[str, Any]:
-    """The `edge_agent` field: strategies fired (id, score), turns trimmed and timings (ms)."""
+    """The `edge_agent` field: strategies (id, score), turns trimmed, timings (ms) and, in the
+    grounded mode, the route, its reason, the facts and the candidates considered."""
     hits = reply.hits if reply else []
-    return {
+    out: dict[str, Any] = {
         "strategies": [{"id": h.strategy.id, "score": round(float(h.score), 4)} for h in hits],
         "trimmed": trimmed,
         "mode": reply.mode if reply else "",
         "timings_ms": {k: round(float(v), 2) for k, v in timings.items()},
     }
+    if reply is not None and reply.route:
+        out["route"] = reply.route
+    if reply is not None and reply.reason:
+        out.update({"reason": reply.reason, "facts": dict(reply.facts), "strategy_id": reply.strategy_id,
+                    "candidates": [c.to_json() for c in reply.candidates]})
+    return out
 
 
 def usage_body(reply: Reply) -> dict[str, Any]:
