@@ -16,7 +16,8 @@ from .schemas import ApiError
 __all__ = ["byte_bound", "fit_history", "trim_history"]
 
 History = list[dict[str, str]]
-TOO_LONG = "the last message alone does not fit the model's context window; shorten it"
+TOO_LONG = ("the last message alone does not fit the model's context window; shorten it, or start the server "
+            "with a larger --n-ctx")
 
 
 def trim_history(history: Sequence[Mapping[str, str]], fits: Callable[[History], bool]) -> tuple[History, int]:
