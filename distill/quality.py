@@ -105,6 +105,6 @@ def quality_summary(kept: Sequence[Strategy], rejected: Sequence[Strategy], *, m
     warning = ""
     if scores and bottom / len(scores) > BOTTOM_SHARE:
         warning = (f"{bottom} of {len(scores)} strategies scored 1, the lowest: is the teacher strong enough "
-                   "for this domain, and does the judge see the policy? Try a stronger teacher or fewer rules.")
+                   "for this domain? Try a stronger teacher; the judge's reasons are in each entry's provenance.")
     return {"kept": len(kept), "rejected": len(rejected), "min_score": min_score,
             "reasons": dict(sorted(reasons.items())), "scores": histogram, "warning": warning}
