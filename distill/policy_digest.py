@@ -25,6 +25,14 @@ from .quality import text_problems
 __all__ = ["check_digest", "digest_messages", "draft_digest"]
 
 _NUMBER = re.compile(r"[£$€]?\d+(?:[.,]\d+)?%?")
+# Pieces of the request itself: a weak teacher sometimes answers by repeating the instructions.
+_ECHO = re.compile(r"\banswer with the rules only\b|\brewrite it as\b|\bat most \d+ (?:characters|rules)\b|"
+                   r"\bone rule per line\b|\bno headings and no markdown\b", re.IGNORECASE)
+
+
+def _limits(text: str) -> set[str]:
+    """The numbers of a text that are limits or amounts, not list numbering (1-12 without a unit)."""
+    return {n for n in _NUMBER.findall(text) if not re.fullmatch(r"\d{1,2}", n) or int(n) > 12}
 
 
 def digest_messages(domain: Domain, max_rules: int, max_chars: int) -> list[dict[str, str]]:
@@ -55,12 +63,18 @@ def check_digest(domain: Domain, text: str, max_chars: int) -> tuple[list[str], 
         warnings.append(f"the digest is {len(text)} characters, over the {max_chars} asked for")
     if len(text) >= len(domain.policy.strip()):
         problems.append("the digest is not shorter than the policy")
+    if _ECHO.search(text):
+        problems.append("the digest repeats the request instead of the policy")
+    limits = _limits(domain.policy)
+    kept = limits & _limits(text)
+    if len(limits) >= 4 and len(kept) < len(limits) / 2:
+        problems.append(f"the digest keeps {len(kept)} of the policy's {len(limits)} limits and amounts "
+                        f"(missing e.g. {', '.join(sorted(limits - kept)[:4])})")
     probe = Strategy(id="policy-digest", scenario="-", strategy=text)
     for flag in lint_strategy(probe, domain.rules, fields=("strategy",)):
         if flag.kind != "missing_step":
             warnings.append(f"matches rule {flag.rule} ({flag.excerpt[:60]}); check it is a prohibition")
-    invented = sorted(set(_NUMBER.findall(text)) - set(_NUMBER.findall(domain.policy)))
-    invented = [n for n in invented if not re.fullmatch(r"\d{1,2}", n) or int(n) > 12]  # rule numbers
+    invented = sorted(_limits(text) - _limits(domain.policy))
     if invented:
         warnings.append(f"numbers not in the policy: {', '.join(invented)}; check them against the policy")
     return problems, warnings

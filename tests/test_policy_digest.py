@@ -114,6 +114,20 @@ def test_check_digest_refuses_one_no_shorter_than_the_policy() -> None:
     assert any("not shorter" in p for p in problems)
 
 
+def test_check_digest_refuses_an_echo_of_the_request_and_one_that_drops_the_limits() -> None:
+    retail = load_domain(REPO / "distill" / "domains" / "retail_orders.toml")
+    # what SmolLM2-135M, served by llama.cpp, answered for the retail policy (measured)
+    echo = ("1. 10 rules:\n- 1) 2) 3) 4) 5) 6) 7) 8) 9) 10)\nRewrite it as at most 1400 characters in all, keep what "
+            "the agent must check before acting and drop explanations, examples, and anything the agent never has to "
+            "say or decide. Plain text, one rule per line, imperative sentences, no headings and no markdown. Answer "
+            "with the rules only.")
+    problems, _ = check_digest(retail, echo, max_chars=1400)
+    assert any("repeats the request" in p for p in problems) and any("limits and amounts" in p for p in problems)
+    vague = "1. Be polite and helpful.\n2. Check the order.\n3. Follow the return rules.\n4. Escalate when asked."
+    assert any("keeps 0 of" in p for p in check_digest(retail, vague, max_chars=1400)[0])
+    assert check_digest(retail, retail.digest, max_chars=1500) == ([], [])
+
+
 def test_a_run_teaches_with_the_full_policy_and_the_student_sees_the_digest(tmp_path: Path) -> None:
     desk = _desk(tmp_path, 'digest_file = "desk.digest.jsonl"')
     write_digest(tmp_path / "desk.digest.jsonl", digest_record(load_domain(STORE).policy, DIGEST, {}))
