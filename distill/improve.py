@@ -37,15 +37,18 @@ class Round:
     reply: str
     score: int
     reason: str = ""
+    requires: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"items": [i.model_dump() for i in self.items], "compact": self.compact, "reply": self.reply,
-                "score": self.score, "reason": self.reason}
+                "score": self.score, "reason": self.reason,
+                **({"requires": list(self.requires)} if self.requires else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Round:
         return cls(items=tuple(StrategyItem.model_validate(i) for i in data["items"]), compact=data["compact"],
-                   reply=data["reply"], score=int(data["score"]), reason=data.get("reason", ""))
+                   reply=data["reply"], score=int(data["score"]), reason=data.get("reason", ""),
+                   requires=tuple(data.get("requires", ())))
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,22 @@ def limit_items(items: Sequence[StrategyItem], max_items: int) -> tuple[Strategy
 
 
 def make_strategy(scenario: Scenario, items: Sequence[StrategyItem], compact: str, exemplar: str,
-                  provenance: Mapping[str, Any] | None = None, tags: Sequence[str] = ()) -> Strategy:
+                  provenance: Mapping[str, Any] | None = None, tags: Sequence[str] = (),
+                  requires: Sequence[str] = ()) -> Strategy:
     return Strategy(id=scenario.id, scenario=scenario.transcript, strategy=render_items(items), compact=compact,
                     exemplar=exemplar, source="distilled", status="pending", tags=tuple(tags),
-                    provenance=dict(provenance or {}))
+                    provenance=dict(provenance or {}), requires=tuple(requires))
+
+
+def reply_requires(domain: Domain, writer: Sequence[str], reply: str) -> tuple[str, ...]:
+    """What a teacher reply assumes: the writer's list (declared facts only) plus every fact the reply
+    itself claims, so a reused reply never asserts what the conversation has not established."""
+    from edge_agent.facts import claimed_facts
+
+    known = {f.id for f in domain.facts}
+    listed = [r for r in writer if r.lstrip("!") in known]
+    claimed = [str(c) for c in claimed_facts(reply, domain.facts)]
+    return tuple(dict.fromkeys([*listed, *claimed]))
 
 
 async def improve(scenario: Scenario, *, teacher_reply: str, student_reply: str, domain: Domain,
@@ -131,6 +146,7 @@ async def improve(scenario: Scenario, *, teacher_reply: str, student_reply: str,
             draft = await caller.structured(
                 "writer", writer_messages(domain, history, teacher_reply, bad, settings.max_items), StrategyDraft,
                 schema)
+            requires = reply_requires(domain, draft.requires, teacher_reply)
             if previous:
                 draft = await caller.structured(
                     "merger", merger_messages(previous, draft.items, settings.max_items, history), StrategyDraft,
@@ -147,7 +163,7 @@ async def improve(scenario: Scenario, *, teacher_reply: str, student_reply: str,
             failure = str(exc)
             break
         rounds.append(Round(items=items, compact=draft.compact, reply=reply, score=verdict.score,
-                            reason=verdict.reason))
+                            reason=verdict.reason, requires=requires))
         previous, bad = items, reply
     scores = [r.score for r in rounds]
     if not rounds:
@@ -163,5 +179,7 @@ def outcome_strategy(outcome: Outcome, provenance: Mapping[str, Any]) -> Strateg
             "customer_id": outcome.scenario.customer_id, "turn": outcome.scenario.turn,
             "scores": [r.score for r in outcome.rounds], "best_round": outcome.best + 1,
             "best_score": best.score, "judge_reason": best.reason, "student_reply_before": outcome.student_reply}
+    if best.requires:
+        prov["requires_from"] = "writer + the reply's own claims"
     return make_strategy(outcome.scenario, best.items, best.compact, outcome.teacher_reply, prov,
-                         tags=(f"stage-{outcome.scenario.stage}",))
+                         tags=(f"stage-{outcome.scenario.stage}",), requires=best.requires)

@@ -86,7 +86,8 @@ def _json_items(items: Sequence[StrategyItem]) -> str:
 
 
 _OUTPUT = (
-    'Answer with one JSON object only: {{"items": [{{"do": "...", "avoid": "..."}}], "compact": "..."}}. '
+    'Answer with one JSON object only: {{"items": [{{"do": "...", "avoid": "..."}}], "compact": "...", '
+    '"requires": ["..."]}}. '
     "At most {n} items, each specific to this moment of the conversation. \"compact\" is 1-3 short "
     f"imperative sentences, at most {COMPACT_MAX_WORDS} words, plain text without markdown, that tell the "
     "agent what to do next."
@@ -97,11 +98,15 @@ def writer_messages(domain: Domain, history: Sequence[Mapping[str, str]], good: 
                     max_items: int) -> list[dict[str, str]]:
     system = (f"{ROLE_LINES['writer']} The agent works at {domain.company} under this policy:\n"
               f"{domain.policy.strip()}")
+    facts = "\n".join(f"- {f.id}: {f.description}" for f in domain.facts)
+    requires = (f"\"requires\" lists the facts below that the GOOD reply takes as already established in this "
+                f"conversation (write !id for one it takes as false); leave it empty if none:\n{facts}\n"
+                if facts else "Leave \"requires\" empty. ")
     user = (f"Conversation so far:\n{render_transcript(history)}\n\n"
             f"A GOOD next reply (write down what makes it good, quoting its wording where useful):\n{good}\n\n"
             f"The agent's reply, which should become more like the good one:\n{bad}\n\n"
             "List what the agent should do and what it should avoid in its next reply, within the policy. "
-            + _OUTPUT.format(n=max_items))
+            + _OUTPUT.format(n=max_items) + " " + requires)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

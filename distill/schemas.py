@@ -71,11 +71,19 @@ class StrategyDraft(_Out):
 
     items: list[StrategyItem] = Field(min_length=1)
     compact: str = Field(min_length=1)
+    # facts the good reply takes as established ("identity_verified", "!within_minimum_term")
+    requires: list[str] = Field(default_factory=list)
 
     @field_validator("compact")
     @classmethod
     def _compact(cls, v: str) -> str:
         return clean_compact(v)
+
+    @field_validator("requires")
+    @classmethod
+    def _requires(cls, v: list[str]) -> list[str]:
+        # malformed names are dropped here; names the domain does not declare are dropped by the caller
+        return list(dict.fromkeys(x.strip() for x in v if re.fullmatch(r"!?[a-z][a-z0-9_]*", str(x).strip())))
 
 
 class Judgement(_Out):
@@ -157,6 +165,9 @@ def draft_schema(max_items: int, item_chars: int = 200, compact_chars: int = 320
     schema = json.loads(json.dumps(StrategyDraft.model_json_schema()))
     schema["properties"]["items"]["maxItems"] = max_items
     schema["properties"]["compact"]["maxLength"] = compact_chars
+    if "requires" in schema["properties"]:
+        schema["properties"]["requires"]["maxItems"] = 6
+        schema["properties"]["requires"].setdefault("items", {"type": "string"})["maxLength"] = 40
     for name in ("do", "avoid"):
         schema["$defs"]["StrategyItem"]["properties"][name]["maxLength"] = item_chars
     return schema

@@ -134,7 +134,9 @@ class Grounding:
         stats: dict[str, Any] = {}
         if plan.route == "generate":
             plan, messages, stats = self._draft(history, plan, facts, cfg, pcfg, request_vec)
-        text = self._final(plan, history, facts, cfg)
+        text, cut = self._final(plan, history, facts, cfg)
+        if cut:
+            stats["finish_reason"] = "length"
         end = time.perf_counter()
         count = getattr(agent.student, "count_tokens", None)
         completion = int(stats.get("completion_tokens") or (count(text) if callable(count) and text else approx_tokens(text)))
@@ -181,12 +183,22 @@ class Grounding:
         stats["completion_tokens"] = 0  # the draft was not shown
         return safe, messages, stats
 
-    def _final(self, plan: Plan, history: Sequence[Mapping[str, str]], facts: Facts, cfg: GenerationConfig) -> str:
-        """The reply as shown: within max_tokens (whole sentences) and never breaking a rule."""
-        count = getattr(self.agent.student, "count_tokens", None)
-        text = trim_to_tokens(plan.text, int(cfg.max_tokens), count if callable(count) else approx_tokens)
+    def _final(self, plan: Plan, history: Sequence[Mapping[str, str]], facts: Facts,
+               cfg: GenerationConfig) -> tuple[str, bool]:
+        """The reply as shown, and whether max_tokens cut it: whole sentences while they fit, else
+        whole words (as a generating model stops at the cap); never a reply that breaks a rule."""
+        counter = getattr(self.agent.student, "count_tokens", None)
+        count = counter if callable(counter) else approx_tokens
+        budget = int(cfg.max_tokens)
+        text = trim_to_tokens(plan.text, budget, count)
+        cut = text != plan.text
+        if budget > 0 and count(text) > budget:
+            words = text.split()
+            while len(words) > 1 and count(" ".join(words)) > budget:
+                words.pop()
+            text, cut = " ".join(words), True
         broken = [r.id for r in self.agent.rules if r.kind.startswith("forbidden") and r.matches(text)]
         if broken:  # a domain-authored safe reply that breaks a rule is a configuration error; never show it
             log.error("reply on route %s breaks %s; offering a person instead", plan.route, broken)
-            return self.planner.replies["handoff"]
-        return text
+            return self.planner.replies["handoff"], False
+        return text, cut

@@ -25,6 +25,7 @@ __all__ = [
     "Flag",
     "InjectionCheck",
     "blocking",
+    "fact_flags",
     "gate",
     "lint_strategies",
     "lint_strategy",
@@ -227,3 +228,32 @@ def rules_from_manifest(domain: Mapping[str, Any]) -> list[PolicyRule]:
         except TypeError as exc:
             raise ConfigError(f"manifest.domain.rules #{n} is malformed ({exc}); rebuild with --domain") from None
     return rules
+
+
+def fact_flags(strategies: Iterable[Strategy], specs: Sequence[Any]) -> list[Flag]:
+    """Library entries whose reply claims a fact its `requires` does not list, or that require a fact
+    the domain does not declare (the planner could never use them). `specs`: the domain's FactSpecs."""
+    from .facts import claimed_facts, parse_condition
+
+    known = {s.id for s in specs}
+    out: list[Flag] = []
+    for s in strategies:
+        if s.status == "rejected":
+            continue
+        required = set()
+        for raw in s.requires:
+            try:
+                cond = parse_condition(raw)
+            except ValueError as exc:
+                out.append(Flag(s.id, "requires", "bad-condition", "facts", "error", raw, str(exc)))
+                continue
+            required.add((cond.fact, cond.value))
+            if specs and cond.fact not in known:
+                out.append(Flag(s.id, "requires", "unknown-fact", "facts", "error", raw,
+                                f"requires {cond.fact!r}, which the domain's [[facts]] do not declare"))
+        for cond in claimed_facts(s.exemplar, specs) if s.exemplar else []:
+            if (cond.fact, cond.value) not in required:
+                out.append(Flag(s.id, "exemplar", "uncovered-claim", "facts", "error", str(cond),
+                                f"the exemplar claims {cond} but requires does not list it; add \"{cond}\" to "
+                                "requires or reword the reply"))
+    return out

@@ -20,7 +20,7 @@ from .domain import Domain, load_domain
 from .embedder import OnnxEmbedder
 from .errors import ConfigError, ModelError, PackError
 from .library import read_library
-from .lint import gate, lint_strategies
+from .lint import fact_flags, gate, lint_strategies
 from .pack import BuildReport, PackSettings, build_pack, load_pack, repair_index
 
 __all__ = ["KNOWN_MANIFEST_FIELDS", "MAX_PROMPT_SHARE", "PromptShare", "VerifyReport", "build_from_files",
@@ -95,7 +95,8 @@ def build_from_files(library: Path, domain: Path, out: Path, embedder_dir: Path,
                          "(needs the distill extra) or pass --embedder DIR")
     strategies = read_library(library)
     embedder = OnnxEmbedder(embedder_dir)
-    gate(lint_strategies(strategies, list(dom.rules), embedder=embedder), allow=allow_lint_flags)
+    gate(lint_strategies(strategies, list(dom.rules), embedder=embedder) + fact_flags(strategies, dom.facts),
+         allow=allow_lint_flags)
     settings = PackSettings(retrieval=dom.settings.get("retrieval", {}), prompting=dom.settings.get("prompting", {}),
                             generation=dom.settings.get("generation", {}))
     report = build_pack(out, strategies, embedder, embedder_dir=embedder_dir, domain=dom.to_manifest(),

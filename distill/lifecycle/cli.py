@@ -61,6 +61,10 @@ def _detail(s: Strategy) -> None:
         if text:
             click.secho(f"  {name}:", fg="cyan")
             click.echo("    " + text.replace("\n", "\n    "))
+    for name in ("requires", "establishes"):
+        if getattr(s, name):
+            click.secho(f"  {name}: ", fg="cyan", nl=False)
+            click.echo(", ".join(getattr(s, name)))
     for key, value in sorted(dict(s.provenance).items()):
         click.echo(f"  provenance.{key}: {json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value}")
     for r in s.reviews:

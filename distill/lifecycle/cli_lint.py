@@ -13,6 +13,8 @@ from edge_agent.cli import demo_dir
 from edge_agent.domain import load_domain
 from edge_agent.errors import ConfigError
 
+from edge_agent.lint import fact_flags
+
 from .lint import Flag, blocking, lint_strategies, rules_from_manifest
 from .store import open_library
 
@@ -88,16 +90,21 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
     if domain is not None or lib.pack is None:
         dom = load_domain(domain or demo_dir() / "domain.toml")
         rules, policy, rules_from = list(dom.rules), dom.policy, dom.source
+        specs = list(dom.facts)
     else:
         block = lib.pack.manifest.get("domain", {})
         # a pack built with a policy digest records the full policy too: audit against that
         policy = str(block.get("policy") or block.get("system_prompt", ""))
         rules, rules_from = rules_from_manifest(block), "pack manifest"
+        from edge_agent.grounding import fact_specs_from_manifest
+
+        specs = fact_specs_from_manifest(block)
     if not lib.strategies:
         raise ConfigError(f"{lib.path} holds no strategies, so there is nothing to lint; add strategies with: "
                           "edge-agent library add")
     embedder = _embedder(lib, embedder_dir) if any(r.examples for r in rules) else None
     flags = lint_strategies(lib.strategies, rules, embedder=embedder) + _content_flags(lib.strategies)
+    flags += fact_flags(lib.strategies, specs)
     if llm_url:
         from .llm_check import llm_check, openai_checker
 

@@ -76,6 +76,10 @@ def to_markdown(strategies: Sequence[Strategy], *, title: str = "Strategy librar
                 out += ["**Compact**", "", s.compact.strip(), ""]
             if s.exemplar.strip():
                 out += ["**Exemplar reply**", "", "> " + " ".join(s.exemplar.split()), ""]
+            if s.requires:
+                out += ["**Requires (facts that must hold before this reply is used):** " + ", ".join(s.requires), ""]
+            if s.establishes:
+                out += ["**Establishes:** " + ", ".join(s.establishes), ""]
             if s.tags:
                 out += ["**Tags:** " + ", ".join(s.tags), ""]
             out += ["**Provenance**", ""]
@@ -117,6 +121,10 @@ def _article(s: Strategy) -> list[str]:
         out += ["<h4>Compact</h4>", f'<div class="guide">{_esc(s.compact.strip())}</div>']
     if s.exemplar.strip():
         out += [f"<details><summary>Exemplar reply</summary><p>{_esc(s.exemplar.strip())}</p></details>"]
+    if s.requires:
+        out += [f"<p><b>Requires:</b> <code>{_esc(', '.join(s.requires))}</code></p>"]
+    if s.establishes:
+        out += [f"<p><b>Establishes:</b> <code>{_esc(', '.join(s.establishes))}</code></p>"]
     rows = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in provenance_items(s))
     out += [f"<details><summary>Provenance</summary><table>{rows}</table></details>", "</article>"]
     return out
