@@ -1,7 +1,7 @@
 """Take the README's screenshot of the chat page: `edge-agent serve` (demo pack, real student) in
 headless Chromium, one customer message, the reply and its panel.
 
-    .venv/bin/python scripts/chat_screenshot.py [--out docs/chat-page.png] [--message TEXT]
+    .venv/bin/python scripts/chat_screenshot.py [--out docs/chat-page.png] [--pack P] [--message TEXT]...
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ from tests.browser_support import Browser
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "chat-page.png")
-    parser.add_argument("--message", default="Hi, my internet has been down since yesterday evening and I work "
-                                             "from home.")
+    parser.add_argument("--pack", default=None, help="pack directory or installed name (default: the demo pack)")
+    parser.add_argument("--message", action="append", default=None,
+                        help="a customer message; repeat for more turns")
     args = parser.parse_args()
+    messages = args.message or ["Hi, my internet has been down since yesterday evening and I work from home."]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([str(REPO / ".venv" / "bin" / "edge-agent"), "serve", "--port", str(port),
+    pack = ["--pack", args.pack] if args.pack else []
+    server = subprocess.Popen([str(REPO / ".venv" / "bin" / "edge-agent"), "serve", "--port", str(port), *pack,
                                "--log-level", "warning"], env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         deadline = time.monotonic() + 120
@@ -46,11 +49,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, Browser(Path(tmp) / "profile", width=1280, height=760) as browser:
             browser.goto(f"http://127.0.0.1:{port}/")
             browser.wait_for("document.getElementById('model').textContent.startsWith('model ')")
-            browser.type_text("#input", args.message)
-            browser.click("#send")
-            browser.wait_for("!window.edgeAgentChat.busy() && document.querySelector('#log .msg.assistant') && "
-                             "!document.querySelector('#log .msg.assistant').classList.contains('pending')",
-                             timeout=180)
+            for turn, message in enumerate(messages, 1):
+                browser.type_text("#input", message)
+                browser.click("#send")
+                browser.wait_for(f"!window.edgeAgentChat.busy() && document.querySelectorAll("
+                                 f"'#log .msg.assistant:not(.pending)').length === {turn}", timeout=180)
             browser.wait_for("[...document.querySelectorAll('#panel .strategies .body')]"
                              ".every((n) => n.textContent.length > 0)", timeout=20)
             args.out.parent.mkdir(parents=True, exist_ok=True)

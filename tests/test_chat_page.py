@@ -167,7 +167,7 @@ def test_chat_streams_fills_the_panel_and_never_runs_markup(hostile_pack: Path, 
 @pytest.mark.server
 def test_panel_renders_planner_fields_as_text(hostile_pack: Path, tmp_path: Path) -> None:
     """route, reason, facts and candidates (from the turn planner) appear, as text, when present."""
-    ext = {"route": "clarify", "reason": f"order number missing {IMG}",
+    ext = {"route": "clarify", "reason": f"order number missing {IMG}", "strategy_id": "t-000",
            "facts": {"order_id": SCRIPT, "verified": True}, "mode": "compact",
            "candidates": [{"id": "<b>c-1</b>", "score": 0.71, "verdict": "rejected: <i>promises a refund</i>"}],
            "strategies": [{"id": "t-000", "score": 0.5}], "timings_ms": {"total_ms": 12.5, "decode_tps": 80.0},
@@ -179,7 +179,7 @@ def test_panel_renders_planner_fields_as_text(hostile_pack: Path, tmp_path: Path
                                 "document.getElementById('panel-body').replaceChildren(n); return n.textContent; })()")
         for shown in ("clarify", f"order number missing {IMG}", "order_id", SCRIPT, "verified", "yes",
                       "<b>c-1</b>", "0.710", "rejected: <i>promises a refund</i>", "12.5 ms", "80.0 tok/s",
-                      "novel_key", "Reply 3"):
+                      "novel_key", "Reply 3", "answered from strategy t-000"):
             assert shown in text, shown
         assert browser.evaluate("document.querySelector('#panel .route').className") == "route clarify"
         browser.wait_for("document.querySelector('#panel .strategies .body').textContent.length > 0")

@@ -240,7 +240,8 @@
     select_ms: "strategy selection", assemble_ms: "prompt assembly", ttft_ms: "first token", generate_ms: "generation", total_ms: "total",
     decode_tps: "decode speed",
   };
-  const KNOWN = new Set(["route", "reason", "mode", "strategies", "facts", "candidates", "timings_ms", "trimmed"]);
+  const KNOWN = new Set(["route", "reason", "strategy_id", "mode", "strategies", "facts", "candidates", "timings_ms",
+    "trimmed"]);
 
   function strategyText(id) {
     if (!state.strategies.has(id)) {
@@ -281,6 +282,7 @@
       section(root, "Route");
       root.appendChild(el("span", "route " + String(ext.route).replace(/[^a-z_-]/gi, ""), ext.route));
       if (ext.reason) root.appendChild(el("p", "reason", ext.reason));
+      if (ext.strategy_id) root.appendChild(el("p", "muted", `answered from strategy ${ext.strategy_id}`));
     }
     section(root, "Strategies");
     const strategies = Array.isArray(ext.strategies) ? ext.strategies : [];
