@@ -87,8 +87,7 @@ def _offline_prefix(venv: Path) -> list[str]:
 
 
 @pytest.mark.real
-def test_base_install_on_a_device_answers_offline(tmp_path: Path, onnx_embedder_dir: Path,
-                                                  student_path: Path) -> None:
+def test_base_install_on_a_device_answers_offline(tmp_path: Path, onnx_embedder_dir: Path) -> None:
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     # --- the building machine: a pack with the real embedder, bundled with the student GGUF -----
