@@ -119,3 +119,16 @@ def test_pack_inspect_shows_the_digest(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     assert (f"policy      digest of {len(dom.digest)} characters (approved, reviewed by edge-agent maintainers) for a "
             f"{len(dom.policy.strip())}-character policy") in out.output
+
+
+def test_retail_suite_parses_and_names_only_customers_on_file() -> None:
+    from edge_agent.convtest.suite import load_suite
+
+    path = Path(__file__).parent / "conversations" / "retail_orders.toml"
+    suite = load_suite(path)
+    assert len(suite.conversations) >= 12 and suite.turn_count >= 18
+    emails = {o["email"] for o in json.loads(ORDERS.read_text(encoding="utf-8"))["orders"]}
+    named = set(re.findall(r"[\w.]+@example\.\w+", path.read_text(encoding="utf-8")))
+    assert named and named <= emails
+    intents = {i.id for i in load_domain(RETAIL).intents}
+    assert len(intents & {t for c in suite.conversations for t in c.tags}) >= 9
