@@ -47,6 +47,7 @@ class PlannerParams:
     min_score: float = 0.35  # retrieval cosine (recent window or the latest request) for a candidate
     min_relevance: float = 0.5  # cosine of the latest request to the entry's last customer line or reply
     rerank: float = 1.0  # weight of relevance when ordering candidates
+    reply_weight: float = 0.5  # in that relevance, the share of the reply's own closeness to the request
     candidates: int = 16  # entries considered per turn
     generate: bool = False  # may the student write a reply itself (it must still pass the gate)
     fallback: str = "compact"  # rendering mode for the generated route
@@ -287,13 +288,16 @@ class Planner:
             if hit.strategy.id in seen or not hit.strategy.exemplar.strip():
                 continue
             seen.add(hit.strategy.id)
-            relevance = 0.0
+            relevance = to_reply = 0.0
             row = self._row.get(hit.strategy.id)
             if request_vecs is not None and row is not None:
-                relevance = float(np.max(self.turn_vectors[row] @ np.atleast_2d(request_vecs).T))
+                sims = self.turn_vectors[row] @ np.atleast_2d(request_vecs).T  # (customer line | reply, requests)
+                relevance, to_reply = float(np.max(sims)), float(np.max(sims[1]))
             if fresh and any(c.value and c.fact in fresh for c in _conditions(hit.strategy)):
-                relevance = max(relevance, FRESH_RELEVANCE)
-            out.append((hit, relevance, hit.score + self.params.rerank * relevance))
+                relevance = to_reply = max(relevance, FRESH_RELEVANCE)
+            # the gate is the best relevance; the order weighs how close the reply itself is to the request
+            w = self.params.reply_weight
+            out.append((hit, relevance, hit.score + self.params.rerank * ((1 - w) * relevance + w * to_reply)))
         out.sort(key=lambda t: -t[2])
         return [(h, r) for h, r, _ in out]
 
