@@ -17,8 +17,7 @@ import numpy as np
 
 from .conversation import query_text
 from .domain import PolicyRule
-from .prompting import _history
-from .rendering import clean_exemplar, trim_to_tokens
+from .rendering import clean_exemplar, revision_prompt, trim_to_tokens
 from .retrieval import Hit
 
 __all__ = [
@@ -157,21 +156,6 @@ def fit_exemplar(
             reason=f"{len(dropped)} of {len(sentences)} sentences carry facts not in the conversation",
         )
     return Fitted(text=" ".join(kept), kept=len(kept), dropped=dropped)
-
-
-def revision_prompt(
-    system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
-) -> list[dict[str, str]]:
-    """Ask the student to rewrite a draft (the fitted exemplar) as its next reply."""
-    draft = str(params.get("draft", "")) or (clean_exemplar(hits[0].strategy.exemplar) if hits else "")
-    messages = _history(system_prompt, history)
-    note = (
-        "\n\n[[DRAFT REPLY - written by a colleague for a similar customer; rewrite it so it answers "
-        f"my last message, keep what fits and add no new facts]]\n{draft}\n[[END DRAFT REPLY]]"
-    )
-    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
-    messages[last] = {"role": "user", "content": messages[last]["content"] + note}
-    return messages
 
 
 def is_degenerate(text: str, min_words: int = 8) -> bool:

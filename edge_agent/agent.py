@@ -18,8 +18,8 @@ from .backends import ChatBackend, GenerationConfig, Message, Usage
 from .errors import ConfigError
 from .pack import Pack, load_pack
 from .domain import PolicyRule
-from .prompting import MARKER_STOPS, PromptConfig, render_prompt
-from .rendering import injected_text
+from .prompting import MARKER_STOPS, PromptConfig
+from .rendering import render_prompt
 from .retrieval import Hit, Retrieval, RetrievalConfig, Retriever, approx_tokens
 
 __all__ = ["Agent", "Reply", "ReplyStream", "mock_student", "MARKER_STOPS"]
@@ -175,7 +175,9 @@ class Agent:
         key = (strategy.id, self.prompting.mode, repr(sorted(self.prompting.params.items())))
         cost = self._costs.get(key)
         if cost is None:
-            text = injected_text(strategy, self.prompting.mode, self.prompting.params)
+            from .plans import plan_for
+
+            text = plan_for(self.prompting.mode).price(strategy, self.prompting.params)
             counter = getattr(self.student, "count_tokens", None)
             cost = self._costs[key] = int(counter(text)) if callable(counter) else approx_tokens(text)
         return cost
@@ -211,56 +213,17 @@ class Agent:
 
     def stream(self, history: Sequence[Message], *, generation: GenerationConfig | None = None,
                retrieval: RetrievalConfig | None = None, prompting: PromptConfig | None = None) -> ReplyStream:
+        """Answer the latest customer message; iterate for text pieces, then read `.reply`.
+
+        The prompting mode picks the turn plan (edge_agent.plans): generate, adapt or grounded.
+        """
+        from .plans import plan_for
+
+        if not history:
+            raise ConfigError("the conversation is empty; add a customer message")
         pcfg = prompting or self.prompting
-        if pcfg.mode == "grounded":
-            if not history:
-                raise ConfigError("the conversation is empty; add a customer message")
-            return self.grounding().stream(history, generation or self.generation, pcfg)
-        start = time.perf_counter()
-        messages, found, assemble_ms = self.prepare(history, retrieval=retrieval, prompting=prompting)
-        cfg = generation or self.generation
-        # Small students sometimes echo the guidance markers; stop there instead of leaking them.
-        cfg = cfg.merged(stop=tuple(dict.fromkeys((*cfg.stop, *MARKER_STOPS))))
-        pcfg = prompting or self.prompting
-        mode = pcfg.mode
-        route = ""
-        pieces: Iterator[str]
-        gen_start = time.perf_counter()
-        if mode == "adapt":
-            from .adapt import choose_adapted
-
-            embed = self.retriever.embedder.embed if self.retriever is not None else None
-            text, route = choose_adapted(self.system_prompt, history, found.hits, pcfg.params, self.rules,
-                                         lambda msgs: self.student.chat(msgs, cfg).text, embed)
-            if route.startswith("fallback"):
-                fallback = PromptConfig.from_mapping({"mode": str(pcfg.params.get("fallback", "plain")),
-                                                      "params": pcfg.params})
-                messages = render_prompt(self.system_prompt, history, found.hits, fallback)
-                pieces = iter(self.student.stream(messages, cfg))
-            else:
-                ready_ms = (time.perf_counter() - start) * 1e3
-                pieces = iter([w if i == 0 else " " + w for i, w in enumerate(text.split(" "))])
-
-        def finish(text: str) -> Reply:
-            stats = dict(getattr(self.student, "last_stats", {}) or {})
-            if mode == "adapt" and route == "exemplar":
-                stats = {"ttft_ms": ready_ms, "finish_reason": "stop"}  # the student was not asked
-            end = time.perf_counter()
-            timings = {**found.timings, "assemble_ms": assemble_ms,
-                       "retrieval_ms": sum(found.timings.values()) + assemble_ms,
-                       "generate_ms": (end - gen_start) * 1e3, "total_ms": (end - start) * 1e3}
-            for key in ("ttft_ms", "decode_tps"):
-                if key in stats:
-                    timings[key] = float(stats[key])
-            usage = Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)),
-                          completion_tokens=int(stats.get("completion_tokens", 0)),
-                          evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens"))
-            return Reply(text=text.strip(), hits=found.hits, timings=timings, usage=usage, prompt=messages,
-                         mode=mode, finish_reason=str(stats.get("finish_reason", "stop")), route=route)
-
-        if mode != "adapt":
-            pieces = iter(self.student.stream(messages, cfg))
-        return ReplyStream(pieces, finish)
+        return plan_for(pcfg.mode).stream(self, history, generation=generation or self.generation,
+                                          retrieval=retrieval, prompting=pcfg)
 
     def reply(self, history: Sequence[Message], **kwargs: Any) -> Reply:
         stream = self.stream(history, **kwargs)

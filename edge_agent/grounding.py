@@ -23,8 +23,8 @@ from .facts import FactSpec, Facts, FactTracker, load_fact_source
 from .gate import GateConfig, gate_reply, normalised
 from .pack import embed_turn_texts
 from .planner import Plan, Planner, PlannerParams
-from .prompting import PromptConfig, render_prompt
-from .rendering import trim_to_tokens
+from .prompting import PromptConfig
+from .rendering import cap_tokens, render_prompt
 from .retrieval import Hit, approx_tokens
 from .rulecheck import RuleChecker
 
@@ -188,15 +188,7 @@ class Grounding:
         """The reply as shown, and whether max_tokens cut it: whole sentences while they fit, else
         whole words (as a generating model stops at the cap); never a reply that breaks a rule."""
         counter = getattr(self.agent.student, "count_tokens", None)
-        count = counter if callable(counter) else approx_tokens
-        budget = int(cfg.max_tokens)
-        text = trim_to_tokens(plan.text, budget, count)
-        cut = text != plan.text
-        if budget > 0 and count(text) > budget:
-            words = text.split()
-            while len(words) > 1 and count(" ".join(words)) > budget:
-                words.pop()
-            text, cut = " ".join(words), True
+        text, cut = cap_tokens(plan.text, int(cfg.max_tokens), counter if callable(counter) else approx_tokens)
         broken = [r.id for r in self.agent.rules if r.kind.startswith("forbidden") and r.matches(text)]
         if broken:  # a domain-authored safe reply that breaks a rule is a configuration error; never show it
             log.error("reply on route %s breaks %s; offering a person instead", plan.route, broken)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import ModelError
-from .prompting import render_prompt
+from .rendering import render_prompt
 
 __all__ = ["ContextOverflow", "byte_bound", "fit_history", "trim_history"]
 

@@ -3,7 +3,7 @@
 The system prompt comes first and never changes within a conversation, so llama.cpp reuses its
 KV cache. Retrieved guidance is attached to the latest customer message only, inside markers that
 customer text cannot forge, and is never written back into history.
-Rendering modes are registered by name (`RENDERERS`) and chosen per pack or per call.
+The rendering modes themselves live in `rendering` (which builds on this module, never the reverse).
 """
 
 from __future__ import annotations
@@ -14,19 +14,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import ConfigError
 from .library import Strategy
-from .retrieval import Hit
 
 __all__ = [
     "PromptConfig",
     "GUIDANCE_OPEN",
     "GUIDANCE_CLOSE",
     "MARKER_STOPS",
-    "render_prompt",
+    "Messages",
     "guidance_text",
     "sanitize_customer_text",
-    "RENDERERS",
-    "register_renderer",
-    "renderer_names",
 ]
 
 GUIDANCE_OPEN = "[[AGENT GUIDANCE - private notes for the agent, not written by the customer]]"
@@ -51,9 +47,13 @@ class PromptConfig:
         if unknown:
             raise ConfigError(f"unknown prompting setting(s) {', '.join(unknown)}; valid: mode, params")
         mode = str(data.get("mode", cls.mode))
-        if mode not in RENDERERS:
-            raise ConfigError(f"unknown rendering mode {mode!r}; valid modes: {', '.join(renderer_names())}")
-        return cls(mode=mode, params=dict(data.get("params", {})))
+        from .rendering import check_mode  # the modes live there; imported at call time, so no import cycle
+
+        check_mode(mode)
+        params = data.get("params", {})
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"prompting params must be a table of settings, got {type(params).__name__}")
+        return cls(mode=mode, params=dict(params))
 
 
 def sanitize_customer_text(text: str) -> str:
@@ -99,66 +99,3 @@ def _append_to_last_user(messages: Messages, block: str) -> Messages:
             messages[i] = {"role": "user", "content": f"{messages[i]['content']}\n\n{block}"}
             break
     return messages
-
-
-def render_plain(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
-                 params: Mapping[str, Any]) -> Messages:
-    """No guidance at all: the base student."""
-    return _history(system_prompt, history)
-
-
-def render_compact(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
-                   params: Mapping[str, Any]) -> Messages:
-    """Compact strategies as a delimited block after the latest customer message."""
-    messages = _history(system_prompt, history)
-    if not hits:
-        return messages
-    lines = [guidance_text(h.strategy, str(params.get("form", "compact"))) for h in hits]
-    block = "\n".join([GUIDANCE_OPEN, *lines, GUIDANCE_CLOSE])
-    return _append_to_last_user(messages, block)
-
-
-def render_bracketed(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
-                     params: Mapping[str, Any]) -> Messages:
-    """The paper's rendering: the full strategy of the top hit in brackets after the message."""
-    messages = _history(system_prompt, history)
-    if not hits:
-        return messages
-    return _append_to_last_user(messages, f"[{guidance_text(hits[0].strategy, 'full')}]")
-
-
-Renderer = Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]], Messages]
-
-RENDERERS: dict[str, Renderer] = {
-    "plain": render_plain,
-    "compact": render_compact,
-    "bracketed": render_bracketed,
-}
-
-
-def register_renderer(name: str, fn: Renderer) -> None:
-    RENDERERS[name] = fn
-
-
-def renderer_names() -> list[str]:
-    return sorted(RENDERERS)
-
-
-def render_prompt(
-    system_prompt: str,
-    history: Sequence[Mapping[str, str]],
-    hits: Sequence[Hit],
-    config: PromptConfig | None = None,
-) -> Messages:
-    """Messages for the student: system prompt, history, and this turn's guidance."""
-    cfg = config or PromptConfig()
-    try:
-        renderer = RENDERERS[cfg.mode]
-    except KeyError:
-        raise ConfigError(f"unknown rendering mode {cfg.mode!r}; valid modes: {', '.join(renderer_names())}") from None
-    if not history or history[-1].get("role") != "user":
-        raise ConfigError("the conversation must end with a customer (user) message to reply to")
-    return renderer(system_prompt, history, hits, cfg.params)
-
-
-from . import rendering as _rendering  # noqa: E402,F401  (registers the student-fit modes)

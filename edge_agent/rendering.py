@@ -1,8 +1,9 @@
-"""Student-fit rendering modes: where and in what form retrieved strategies enter the prompt.
+"""Rendering modes: where and in what form retrieved strategies enter the student's prompt.
 
-Each mode is a pure function registered into `prompting.RENDERERS`. Parts can be combined
-("compact+exemplar"). Guidance always rides on this turn's prompt only, never in stored history;
-text added to the system prompt goes after the fixed prompt so its KV prefix stays reusable.
+Every mode is a pure function registered by name in `RENDERERS`; `render_prompt` applies one.
+Parts can be combined ("compact+exemplar"). Guidance always rides on this turn's prompt only,
+never in stored history; text added to the system prompt goes after the fixed prompt so its KV
+prefix stays reusable. Builds on `prompting` (markers, history); nothing here imports a plan.
 """
 
 from __future__ import annotations
@@ -13,18 +14,26 @@ from typing import Any
 
 from .conversation import parse_transcript
 from .library import Strategy
+from .errors import ConfigError
 from .prompting import (
     GUIDANCE_CLOSE,
     GUIDANCE_OPEN,
     Messages,
+    PromptConfig,
     _append_to_last_user,
     _history,
     guidance_text,
-    register_renderer,
 )
 from .retrieval import Hit, approx_tokens
 
 __all__ = [
+    "RENDERERS",
+    "Renderer",
+    "check_mode",
+    "register_renderer",
+    "render_prompt",
+    "renderer_names",
+    "revision_prompt",
     "COMBINED_MODES",
     "EXEMPLAR_NOTE",
     "PARTS",
@@ -66,6 +75,87 @@ def trim_to_tokens(text: str, budget: int, count: Callable[[str], int] = approx_
             break
         kept.append(s)
     return " ".join(kept)
+
+
+def render_plain(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
+                 params: Mapping[str, Any]) -> Messages:
+    """No guidance at all: the base student."""
+    return _history(system_prompt, history)
+
+
+def render_compact(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
+                   params: Mapping[str, Any]) -> Messages:
+    """Compact strategies as a delimited block after the latest customer message."""
+    messages = _history(system_prompt, history)
+    if not hits:
+        return messages
+    lines = [guidance_text(h.strategy, str(params.get("form", "compact"))) for h in hits]
+    block = "\n".join([GUIDANCE_OPEN, *lines, GUIDANCE_CLOSE])
+    return _append_to_last_user(messages, block)
+
+
+def render_bracketed(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
+                     params: Mapping[str, Any]) -> Messages:
+    """The paper's rendering: the full strategy of the top hit in brackets after the message."""
+    messages = _history(system_prompt, history)
+    if not hits:
+        return messages
+    return _append_to_last_user(messages, f"[{guidance_text(hits[0].strategy, 'full')}]")
+
+
+Renderer = Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]], Messages]
+
+RENDERERS: dict[str, Renderer] = {
+    "plain": render_plain,
+    "compact": render_compact,
+    "bracketed": render_bracketed,
+}
+
+
+def register_renderer(name: str, fn: Renderer) -> None:
+    RENDERERS[name] = fn
+
+
+def renderer_names() -> list[str]:
+    return sorted(RENDERERS)
+
+
+def render_prompt(
+    system_prompt: str,
+    history: Sequence[Mapping[str, str]],
+    hits: Sequence[Hit],
+    config: PromptConfig | None = None,
+) -> Messages:
+    """Messages for the student: system prompt, history, and this turn's guidance."""
+    cfg = config or PromptConfig()
+    try:
+        renderer = RENDERERS[cfg.mode]
+    except KeyError:
+        raise ConfigError(f"unknown rendering mode {cfg.mode!r}; valid modes: {', '.join(renderer_names())}") from None
+    if not history or history[-1].get("role") != "user":
+        raise ConfigError("the conversation must end with a customer (user) message to reply to")
+    return renderer(system_prompt, history, hits, cfg.params)
+
+
+def check_mode(mode: str) -> None:
+    """A one-line error naming the valid modes when `mode` is not one."""
+    if mode not in RENDERERS:
+        raise ConfigError(f"unknown rendering mode {mode!r}; valid modes: {', '.join(renderer_names())}")
+
+
+def revision_prompt(
+    system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
+) -> Messages:
+    """Ask the student to rewrite a draft (the fitted exemplar) as its next reply (the adapt mode)."""
+    draft = str(params.get("draft", "")) or (clean_exemplar(hits[0].strategy.exemplar) if hits else "")
+    messages = _history(system_prompt, history)
+    note = (
+        "\n\n[[DRAFT REPLY - written by a colleague for a similar customer; rewrite it so it answers "
+        f"my last message, keep what fits and add no new facts]]\n{draft}\n[[END DRAFT REPLY]]"
+    )
+    last = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    messages[last] = {"role": "user", "content": messages[last]["content"] + note}
+    return messages
 
 
 def _exemplar(strategy: Strategy, params: Mapping[str, Any]) -> str:
@@ -183,29 +273,33 @@ def combine(
     return render
 
 
-def render_adapt(
-    system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
-) -> Messages:
-    """The prompt that asks the student to revise the nearest exemplar (see edge_agent.adapt)."""
-    from .adapt import revision_prompt
-
-    return revision_prompt(system_prompt, history, hits, params)
-
-
 for _name in ("system", "exemplar", "exemplar_system", "demo"):
     register_renderer(_name, combine(_name))
 for _combo in COMBINED_MODES:
     register_renderer(_combo, combine(*_combo.split("+")))
-register_renderer("adapt", render_adapt)
+register_renderer("adapt", revision_prompt)
 
 
 def render_grounded(
     system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
 ) -> Messages:
     """The grounded mode's prompt for a student draft: its fallback mode's (see edge_agent.planner)."""
-    from .prompting import RENDERERS
-
     return RENDERERS[str(params.get("fallback", "compact"))](system_prompt, history, hits, {})
 
 
 register_renderer("grounded", render_grounded)
+
+
+def cap_tokens(text: str, budget: int, count: Callable[[str], int] = approx_tokens) -> tuple[str, bool]:
+    """`text` within `budget` tokens, and whether it was cut: whole sentences while they fit, else whole
+    words (as a generating model stops at max_tokens)."""
+    if budget <= 0:
+        return text, False
+    out = trim_to_tokens(text, budget, count)
+    cut = out != text
+    if count(out) > budget:
+        words = out.split()
+        while len(words) > 1 and count(" ".join(words)) > budget:
+            words.pop()
+        out, cut = " ".join(words), True
+    return out, cut

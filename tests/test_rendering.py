@@ -12,7 +12,8 @@ from edge_agent.backends import ScriptedChat
 from edge_agent.embedder import HashEmbedder
 from edge_agent.library import Strategy
 from edge_agent.pack import PackSettings, build_pack, load_pack
-from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN, PromptConfig, render_prompt, renderer_names
+from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN, PromptConfig
+from edge_agent.rendering import render_prompt, renderer_names
 from edge_agent.rendering import EXEMPLAR_NOTE, SYSTEM_NOTE, clean_exemplar, injected_text, trim_to_tokens
 from edge_agent.retrieval import Hit, approx_tokens
 

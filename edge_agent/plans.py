@@ -1,0 +1,157 @@
+"""Turn plans: one interface for every way the agent answers a turn.
+
+A plan says what it needs (the student, library replies, facts), what each retrieved strategy costs
+it in injected student tokens, and produces the turn's `ReplyStream`. `Agent.stream` only looks the
+plan up by the prompting mode; no mode is special-cased there.
+- `generate` (every rendering mode: plain, compact, system, ...): the student writes the reply with
+  the retrieved guidance in its prompt, streamed token by token;
+- `adapt`: reuse the nearest fitted exemplar, else the student writes with the fallback mode;
+- `grounded`: the turn planner (`edge_agent.planner`): a checked choice of route, see `grounding`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .backends import GenerationConfig, Message, Usage
+from .library import Strategy
+from .prompting import MARKER_STOPS, PromptConfig
+from .rendering import RENDERERS, cap_tokens, check_mode, injected_text, render_prompt
+from .retrieval import RetrievalConfig, approx_tokens
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .agent import Agent, Reply, ReplyStream
+
+__all__ = ["TurnPlan", "GeneratePlan", "AdaptPlan", "GroundedPlan", "plan_for"]
+
+
+class TurnPlan(Protocol):
+    name: str
+    needs: frozenset[str]  # "student", "exemplars", "facts"
+
+    def price(self, strategy: Strategy, params: Mapping[str, Any]) -> str:
+        """The text this plan would inject for `strategy` (its token count is the budget price)."""
+
+    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
+               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+        """Answer the turn."""
+
+
+def _with_marker_stops(cfg: GenerationConfig) -> GenerationConfig:
+    # Small students sometimes echo the guidance markers; stop there instead of leaking them.
+    return cfg.merged(stop=tuple(dict.fromkeys((*cfg.stop, *MARKER_STOPS))))
+
+
+def _student_reply(agent: Agent, *, text: str, found: Any, messages: list[dict[str, str]], mode: str,
+                   route: str, start: float, gen_start: float, assemble_ms: float) -> Reply:
+    """The Reply of a turn the student generated, with its usage and timings."""
+    from .agent import Reply
+
+    stats = dict(getattr(agent.student, "last_stats", {}) or {})
+    end = time.perf_counter()
+    timings = {**found.timings, "assemble_ms": assemble_ms, "retrieval_ms": sum(found.timings.values()) + assemble_ms,
+               "generate_ms": (end - gen_start) * 1e3, "total_ms": (end - start) * 1e3}
+    for key in ("ttft_ms", "decode_tps"):
+        if key in stats:
+            timings[key] = float(stats[key])
+    usage = Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)),
+                  completion_tokens=int(stats.get("completion_tokens", 0)),
+                  evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens"))
+    return Reply(text=text.strip(), hits=found.hits, timings=timings, usage=usage, prompt=messages, mode=mode,
+                 finish_reason=str(stats.get("finish_reason", "stop")), route=route)
+
+
+class GeneratePlan:
+    """The student writes every reply; the mode decides how the strategies enter its prompt."""
+
+    needs = frozenset({"student"})
+
+    def __init__(self, mode: str) -> None:
+        check_mode(mode)
+        self.name = mode
+
+    def price(self, strategy: Strategy, params: Mapping[str, Any]) -> str:
+        return injected_text(strategy, self.name, params)
+
+    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
+               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+        from .agent import ReplyStream
+
+        start = time.perf_counter()
+        messages, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
+        gen_start = time.perf_counter()
+        pieces = iter(agent.student.stream(messages, _with_marker_stops(generation)))
+        return ReplyStream(pieces, lambda text: _student_reply(
+            agent, text=text, found=found, messages=messages, mode=self.name, route="", start=start,
+            gen_start=gen_start, assemble_ms=assemble_ms))
+
+
+class AdaptPlan(GeneratePlan):
+    """Reuse the nearest fitted exemplar (in one piece, within max_tokens), else generate."""
+
+    needs = frozenset({"student", "exemplars"})
+
+    def __init__(self) -> None:
+        super().__init__("adapt")
+
+    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
+               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+        from .adapt import choose_adapted
+        from .agent import Reply, ReplyStream
+
+        start = time.perf_counter()
+        cfg = _with_marker_stops(generation)
+        _, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
+        embed = agent.retriever.embedder.embed if agent.retriever is not None else None
+        gen_start = time.perf_counter()
+        text, route = choose_adapted(agent.system_prompt, history, found.hits, prompting.params, agent.rules,
+                                     lambda msgs: agent.student.chat(msgs, cfg).text, embed)
+        if route.startswith("fallback"):
+            fallback = PromptConfig.from_mapping({"mode": str(prompting.params.get("fallback", "plain")),
+                                                  "params": prompting.params})
+            messages = render_prompt(agent.system_prompt, history, found.hits, fallback)
+            pieces: Iterator[str] = iter(agent.student.stream(messages, cfg))
+            return ReplyStream(pieces, lambda out: _student_reply(
+                agent, text=out, found=found, messages=messages, mode=self.name, route=route, start=start,
+                gen_start=gen_start, assemble_ms=assemble_ms))
+        counter = getattr(agent.student, "count_tokens", None)
+        count = counter if callable(counter) else approx_tokens
+        shown, cut = cap_tokens(text, int(generation.max_tokens), count)
+        end = time.perf_counter()
+        revised = route == "revised"  # the student was asked to rewrite the exemplar
+        stats = dict(getattr(agent.student, "last_stats", {}) or {}) if revised else {}
+        reply = Reply(text=shown, hits=found.hits, mode=self.name, route=route,
+                      finish_reason="length" if cut else "stop", prompt=[],
+                      usage=Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)), completion_tokens=count(shown),
+                                  evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens", 0)),
+                      timings={**found.timings, "assemble_ms": assemble_ms, "generate_ms": (end - gen_start) * 1e3,
+                               "retrieval_ms": sum(found.timings.values()) + assemble_ms,
+                               "total_ms": (end - start) * 1e3, "ttft_ms": (end - start) * 1e3})
+        return ReplyStream(iter([shown] if shown else []), lambda _joined: reply)
+
+
+class GroundedPlan:
+    """The turn planner: exemplar, gated student draft, clarify or hand-off (see edge_agent.planner)."""
+
+    name = "grounded"
+    needs = frozenset({"exemplars", "facts"})  # and the student, only when the pack lets it draft
+
+    def price(self, strategy: Strategy, params: Mapping[str, Any]) -> str:
+        # nothing is injected unless the student drafts; then it is the fallback mode's text
+        return injected_text(strategy, str(params.get("fallback", "compact")), {})
+
+    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
+               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+        return agent.grounding().stream(history, generation, prompting)
+
+
+def plan_for(mode: str) -> TurnPlan:
+    """The plan that answers turns in `mode` (a ConfigError naming the valid modes if there is none)."""
+    if mode == "grounded":
+        return GroundedPlan()
+    if mode == "adapt":
+        return AdaptPlan()
+    check_mode(mode)
+    return GeneratePlan(mode) if mode in RENDERERS else GeneratePlan("plain")
