@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from eval_paper_library import DATA, REFUND_PROMISE, load  # noqa: E402  (the same data and rule)
 
 from distill.tuning.data import split_dev  # noqa: E402
+from edge_agent.facts import FactSpec, claimed_facts  # noqa: E402
 from edge_agent.files import home_dir  # noqa: E402
 
 THRESHOLD = 0.6  # cosine to the teacher reply counted as "close"; the single-turn mean is ~0.67
@@ -59,6 +60,38 @@ def suite_text(items: list, threshold: float = THRESHOLD) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Facts the airline replies depend on (our own wording of the policy's exception clause). The library's
+# `requires` are derived from what each teacher reply claims, recorded in its provenance.
+PAPER_FACTS = [
+    FactSpec(id="ticket_restricted", description="The customer's ticket is a restricted (non-refundable, "
+             "non-changeable) one: they said so, or the agent already told them.",
+             customer=(r"\b(?:non-?refundable|restricted|non-?changeable|saver)\b",),
+             agent=(r"\b(?:non-?refundable|restricted ticket)\b",),
+             claims=(r"\b(?:your|the) (?:ticket|fare)(?: you(?:'ve| have) (?:purchased|booked|bought))? is "
+                     r"(?:a )?(?:restricted|non-?refundable)", r"\brestricted ticket, which means\b")),
+    FactSpec(id="exceptional_circumstance",
+             description="The customer describes a serious medical emergency or a death in the immediate family.",
+             customer=(r"\b(?:medical emergency|hospital|surgery|passed away|died|death|funeral|seriously ill)\b",)),
+    FactSpec(id="documentation_provided",
+             description="The customer says they have sent or can provide supporting documentation.",
+             customer=(r"\b(?:certificate|doctor'?s note|documentation|medical records?)\b[^.?!]{0,40}"
+                       r"\b(?:attached|sent|have|provide|send|submitted)\b",
+                       r"\b(?:attached|sent|have|provide|send|submitted)\b[^.?!]{0,40}"
+                       r"\b(?:certificate|doctor'?s note|documentation|medical records?)\b"),
+             claims=(r"\b(?:thank you for|having received|now that (?:i|we) have|i have received) (?:the|your) "
+                     r"(?:documentation|certificate|documents)\b",)),
+]
+
+
+def with_derived_requires(library: list) -> list:
+    out = []
+    for s in library:
+        req = tuple(dict.fromkeys(str(c) for c in claimed_facts(s.exemplar, PAPER_FACTS)))
+        out.append(s.replace(requires=req, provenance={**dict(s.provenance), "requires_from": "derived from the "
+                                                        "teacher reply's claims"}) if req else s)
+    return out
+
+
 def write_pack(path: Path, library: list, system_prompt: str) -> None:
     from edge_agent.embedder import OnnxEmbedder
     from edge_agent.pack import PackSettings, build_pack
@@ -67,9 +100,9 @@ def write_pack(path: Path, library: list, system_prompt: str) -> None:
     settings = PackSettings(retrieval={"top_k": 8, "threshold": 0.35, "query_turns": 1, "budget_tokens": 200},
                             prompting={"mode": "adapt", "params": {"min_score": 0.6, "rerank": 1.0,
                                                                     "fallback": "plain"}})
-    build_pack(path, library, OnnxEmbedder(emb), embedder_dir=emb, settings=settings,
+    build_pack(path, with_derived_requires(library), OnnxEmbedder(emb), embedder_dir=emb, settings=settings,
                domain={"name": "paper-airline", "company": "Yale Airline", "system_prompt": system_prompt,
-                       "rules": [REFUND_PROMISE.__dict__]})
+                       "rules": [REFUND_PROMISE.__dict__], "facts": [f.to_json() for f in PAPER_FACTS]})
 
 
 def main() -> int:
