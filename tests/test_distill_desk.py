@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from distill.cli import _Progress, distill_group
+from distill.cli import distill_group
 from distill.config import ROLES, RunSettings, settings_from_domain
 from distill.loop import run_build
 from distill.openai_backend import ScriptedAsyncChat
+from distill.progress import Progress
 from distill.quality import problems, quality_summary, text_problems
 from distill.rundir import init_run, open_build
 from distill.scenarios import cap_customers, make_customers
@@ -230,7 +231,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal() -> None:
 
     lines: list[str] = []
     now = [0.0]
-    progress = _Progress(enabled=False, lines=True, interval=10.0, clock=lambda: now[0], write=lines.append)
+    progress = Progress(enabled=False, lines=True, interval=10.0, clock=lambda: now[0], write=lines.append)
     progress.build = SimpleNamespace(caller=SimpleNamespace(meter=Meter()), student=SimpleNamespace(calls=0))
     progress("stage", {"stage": 0, "p": 1.0, "customers": 2, "library": 0})
     progress("rollout", {"stage": 0, "total": 2})  # within the interval: quiet
