@@ -151,7 +151,7 @@ def _search(patterns: Sequence[str], text: str) -> bool:
     return any(re.search(p, text, re.IGNORECASE | re.MULTILINE) for p in patterns)
 
 
-_CONDITIONAL = re.compile(r"\b(?:if|whether|unless|once|until|depends|in case|as long as)\b", re.IGNORECASE)
+_CONDITIONAL = re.compile(r"\b(?:if|whether|unless|once|depends|in case|as long as|provided that)\b", re.IGNORECASE)
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 

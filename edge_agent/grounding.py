@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,8 @@ class Grounding:
         t1 = time.perf_counter()
         plan = self.planner.plan(history, hits, request_vec, facts, new_facts=new_facts,
                                  best_relevance=self.planner.best_relevance(request_vec))
+        if "fact_source" in facts.why:  # the lookup failed: say so, the turn went on without it
+            plan = replace(plan, reason=f"{plan.reason}; fact source {facts.why['fact_source']}")
         t2 = time.perf_counter()
         messages: list[dict[str, str]] = []
         stats: dict[str, Any] = {}

@@ -250,3 +250,18 @@ def test_gate_refuses_repeats_and_off_domain() -> None:
     embed = lambda texts: np.stack([unit(1) for _ in texts])  # noqa: E731 - orthogonal to the domain
     assert gate_reply("Could you run a speed test with a cable please?", context=CONTEXT, earlier=[], facts=Facts(),
                       embed=embed, domain_vectors=domain).startswith("off-domain (nearest domain reply 0.00")
+
+
+def test_a_failing_fact_source_is_named_in_the_reason(hash_pack) -> None:
+    from edge_agent.agent import Agent
+    from edge_agent.backends import ScriptedChat
+
+    agent = Agent.from_pack(hash_pack, student=ScriptedChat(["x"]), prompting={"mode": "grounded"})
+    g = agent.grounding()
+
+    def broken(messages, known):
+        raise TimeoutError("CRM down")
+
+    g.tracker.source = broken
+    reply = agent.reply([{"role": "user", "content": "my internet is down since yesterday"}])
+    assert reply.reason.endswith("; fact source failed: TimeoutError") and reply.text
