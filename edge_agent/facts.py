@@ -181,6 +181,16 @@ class FactTracker:
         self.embed = embed
         self.example_threshold = example_threshold
         self._example_vecs: dict[str, np.ndarray] = {}
+        self._text_vecs: dict[str, np.ndarray] = {}
+        self.establishers: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []  # (entry id, sentences, facts)
+
+    def add_establishers(self, strategies: Sequence[Any]) -> None:
+        """Library entries whose reply, once given, establishes facts (`establishes`): a later turn sees
+        those facts when an earlier agent message carries most of that reply's sentences."""
+        for s in strategies:
+            if getattr(s, "establishes", ()) and s.exemplar.strip():
+                sentences = tuple(" ".join(x.lower().split()) for x in _SENTENCES.split(s.exemplar) if x.strip())
+                self.establishers.append((s.id, sentences, tuple(s.establishes)))
 
     def _examples(self, spec: FactSpec) -> np.ndarray | None:
         if not spec.examples or self.embed is None:
@@ -189,8 +199,27 @@ class FactTracker:
             self._example_vecs[spec.id] = self.embed(list(spec.examples))
         return self._example_vecs[spec.id]
 
+    def _message_vecs(self, messages: Sequence[Mapping[str, str]]) -> dict[int, np.ndarray] | None:
+        """Vectors of the customer's messages, embedded once per distinct text (only if a fact has examples)."""
+        if self.embed is None or not any(s.examples for s in self.specs):
+            return None
+        out: dict[int, np.ndarray] = {}
+        for i, m in enumerate(messages):
+            if m.get("role") != "user":
+                continue
+            text = str(m.get("content", ""))
+            vec = self._text_vecs.get(text)
+            if vec is None:
+                vec = self._text_vecs[text] = self.embed([text])[0]
+                if len(self._text_vecs) > 512:  # a long-running server sees many conversations
+                    self._text_vecs.pop(next(iter(self._text_vecs)))
+            out[i] = vec
+        return out
+
     def derive(self, messages: Sequence[Mapping[str, str]], message_vecs: Mapping[int, np.ndarray] | None = None) -> Facts:
         facts = Facts()
+        if message_vecs is None:
+            message_vecs = self._message_vecs(messages)
         for i, m in enumerate(messages):
             text = str(m.get("content", ""))
             role = m.get("role")
@@ -206,6 +235,13 @@ class FactTracker:
                             facts.set(spec.id, True, f"customer (by meaning), turn {i + 1}")
                 elif role == "assistant" and spec.agent and _search(spec.agent, text):
                     facts.set(spec.id, True, f"agent, turn {i + 1}")
+            if role == "assistant" and self.establishers:
+                said = " ".join(text.lower().split())
+                for sid, sentences, established in self.establishers:
+                    if sum(x in said for x in sentences) * 2 >= len(sentences):
+                        for raw in established:
+                            cond = parse_condition(raw)
+                            facts.set(cond.fact, cond.value, f"agent reply {sid}, turn {i + 1}")
         if self.source is not None:
             try:
                 found = self.source(list(messages), dict(facts.values))

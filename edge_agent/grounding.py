@@ -75,6 +75,7 @@ class Grounding:
         source = load_fact_source(source_cfg, base=Path(pack.path) if pack is not None else None)
         checker = RuleChecker(agent.rules, embedder)
         tracker = FactTracker(specs, source, embed=embedder.embed)
+        tracker.add_establishers(retriever.strategies)
         planner = Planner(retriever.strategies, turn, system_prompt=agent.system_prompt, rules=agent.rules,
                           rule_check=checker.violations if checker.semantic else None, specs=specs,
                           replies=domain.get("replies"), params=params)

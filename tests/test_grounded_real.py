@@ -96,3 +96,20 @@ def test_three_demo_conversations_pass_through_the_command(grounded_pack: Path, 
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3/3 passed" in done.stdout and junit.is_file()
+
+
+def test_the_harness_with_a_generating_student(grounded_pack: Path, tmp_path: Path) -> None:
+    """The same command with the student writing every reply (compact mode): the real model is called,
+    the run completes, and failures are reported as failures (exit 1), not errors."""
+    entry = Path(sys.executable).parent / "edge-agent"
+    done = subprocess.run([str(entry), "test", str(REPO / "tests" / "conversations" / "demo.toml"),
+                           "--pack", str(grounded_pack), "--mode", "compact", "--json",
+                           "-k", "outage-verify-then-confirm or cancel-within-term or refund-full-month"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1), done.stderr
+    import json
+
+    data = json.loads(done.stdout)
+    assert data["summary"]["conversations"] == 3 and data["summary"]["errors"] == 0
+    assert all(t["reply"].strip() for c in data["conversations"] for t in c["turns"])
+    assert done.returncode == (0 if data["summary"]["checks_failed"] == 0 else 1)

@@ -265,3 +265,55 @@ def test_a_failing_fact_source_is_named_in_the_reason(hash_pack) -> None:
     g.tracker.source = broken
     reply = agent.reply([{"role": "user", "content": "my internet is down since yesterday"}])
     assert reply.reason.endswith("; fact source failed: TimeoutError") and reply.text
+
+
+def test_example_phrases_match_by_meaning_once_per_text() -> None:
+    from edge_agent.embedder import HashEmbedder
+
+    emb = HashEmbedder(dim=64)
+    calls = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return emb.embed(texts)
+
+    sorted_spec = FactSpec(id="line_fixed", examples=("it is all sorted now",))
+    tracker = FactTracker([sorted_spec], embed=embed, example_threshold=0.99)
+    history = [{"role": "user", "content": "it is all sorted now"}]
+    assert tracker.derive(history).values == {"line_fixed": True}
+    assert tracker.derive(history).why["line_fixed"] == "customer (by meaning), turn 1"
+    assert tracker.derive([{"role": "user", "content": "completely different words"}]).values == {}
+    # the examples once, then each distinct customer text once
+    assert calls == [["it is all sorted now"], ["it is all sorted now"], ["completely different words"]]
+
+
+def test_a_reply_that_establishes_facts() -> None:
+    tracker = FactTracker([FactSpec(id="escalated")])
+    tracker.add_establishers([Strategy(id="e-1", scenario="CUSTOMER: manager!", strategy="Do: escalate.",
+                                       exemplar="I'm sorry. I'll pass you to a supervisor now.",
+                                       establishes=("escalated",))])
+    said = [{"role": "user", "content": "manager!"},
+            {"role": "assistant", "content": "I'll pass you to a supervisor now. Anything else?"}]
+    facts = tracker.derive(said)
+    assert facts.values == {"escalated": True} and facts.why["escalated"] == "agent reply e-1, turn 2"
+    assert tracker.derive(said[:1]).values == {}
+
+
+def test_command_fact_source(tmp_path) -> None:
+    import sys
+
+    from edge_agent.facts import load_fact_source
+
+    script = tmp_path / "lookup.py"
+    script.write_text("import json, sys\nreq = json.load(sys.stdin)\n"
+                      "said = ' '.join(m['content'] for m in req['messages'])\n"
+                      "print(json.dumps({'order_found': 'A-100' in said, 'seen': len(req['facts'])}))\n",
+                      encoding="utf-8")
+    source = load_fact_source({"command": [sys.executable, str(script)], "timeout_s": 10})
+    assert source([{"role": "user", "content": "order A-100"}], {"x": True}) == {"order_found": True, "seen": 1}
+    with pytest.raises(ConfigError, match="give either 'python' or 'command'"):
+        load_fact_source({"python": "a:b", "command": ["x"]})
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        load_fact_source({"python": "no_such_module_here:facts"})
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_fact_source({"pyhton": "a:b"})
