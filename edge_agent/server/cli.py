@@ -30,6 +30,12 @@ def _setup_logging(level: str) -> None:
     requests.setLevel(logging.INFO)
 
 
+# Idle keep-alive connections stay open longer than the longest Retry-After we send (60 s): with
+# uvicorn's default of 5 s, a client that waited a whole-second Retry-After of about 5 s and reused
+# its connection raced the server's close and got a ReadError (the load test's one unintended error).
+KEEP_ALIVE_S = 75
+
+
 @click.command("serve")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"TOML file with any of the settings below (or set {CONFIG_ENV}).")
@@ -88,7 +94,8 @@ def serve_command(config_file: Path | None, **flags: Any) -> None:
     app = LoadingApp(load)
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, log_level=config.log_level, access_log=False,
-        server_header=False, timeout_graceful_shutdown=math.ceil(config.shutdown_grace)))
+        server_header=False, timeout_graceful_shutdown=math.ceil(config.shutdown_grace),
+        timeout_keep_alive=KEEP_ALIVE_S))
     app.on_error = lambda _: setattr(server, "should_exit", True)
     server.run()
     if app.error is not None:
