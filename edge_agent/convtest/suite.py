@@ -161,6 +161,49 @@ def _history(where: str, value: Any) -> tuple[dict[str, str], ...]:
     return tuple(out)
 
 
+def _defaults(where: str, raw: Any, base: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` updated by a table of default assertions (the suite's, or one conversation's)."""
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{where}: defaults must be a table of assertions")
+    _unknown(where, raw, set(ASSERTIONS) | set(SETTINGS), " (not an assertion kind)")
+    return {**base, **_expectations(where, raw)}
+
+
+def _turn(where: str, item: Any, defaults: Mapping[str, Any]) -> Turn:
+    if not isinstance(item, dict):
+        raise SuiteError(f"{where}: a turn must be a table with 'customer'")
+    _unknown(where, item, _TURN_KEYS, " (not an assertion kind)")
+    customer = item.get("customer")
+    if not isinstance(customer, str) or not customer.strip():
+        raise SuiteError(f"{where}: 'customer' must be the customer's line (a non-empty string)")
+    merged = {**defaults, **_expectations(where, item)}
+    threshold = float(merged.pop("similar_threshold", DEFAULT_THRESHOLD))
+    if "similar_to" not in item:
+        merged.pop("similar_to", None)  # a suite-wide reference reply would make no sense
+    return Turn(customer=customer, expect=Expect(checks=merged, similar_threshold=threshold),
+                note=str(item.get("note", "")))
+
+
+def _conversation(source: str, n: int, conv: Any, defaults: Mapping[str, Any]) -> Conversation:
+    if not isinstance(conv, dict):
+        raise SuiteError(f"{source}: conversation #{n} must be a table")
+    cid = conv.get("id")
+    if not isinstance(cid, str) or not cid.strip():
+        raise SuiteError(f"{source}: conversation #{n}: 'id' must be a non-empty string")
+    where = f"{source}: conversation '{cid}'"
+    _unknown(where, conv, _CONV_KEYS)
+    tags = conv.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise SuiteError(f"{where}: 'tags' must be a list of strings")
+    own = _defaults(f"{where} defaults", conv.get("defaults", {}), defaults)
+    turns_raw = conv.get("turns")
+    if not isinstance(turns_raw, list) or not turns_raw:
+        raise SuiteError(f"{where}: 'turns' must be a non-empty list of [[conversations.turns]] tables")
+    turns = tuple(_turn(f"{where} turn {t}", item, own) for t, item in enumerate(turns_raw, 1))
+    return Conversation(id=cid, turns=turns, tags=tuple(tags), description=str(conv.get("description", "")),
+                        history=_history(where, conv.get("history", [])))
+
+
 def parse_suite(data: Mapping[str, Any], source: str = "<suite>") -> Suite:
     """Validate a parsed TOML document into a Suite; raises SuiteError naming the field and the fix."""
     _unknown(source, data, _SUITE_KEYS, " at the top level")
@@ -168,56 +211,16 @@ def parse_suite(data: Mapping[str, Any], source: str = "<suite>") -> Suite:
     if not isinstance(head, dict):
         raise SuiteError(f"{source}: [suite] must be a table with name and description")
     _unknown(f"{source} [suite]", head, _SUITE_TABLE)
-    defaults_raw = data.get("defaults", {})
-    if not isinstance(defaults_raw, dict):
-        raise SuiteError(f"{source}: [defaults] must be a table of assertions")
-    _unknown(f"{source} [defaults]", defaults_raw, set(ASSERTIONS) | set(SETTINGS), " (not an assertion kind)")
-    defaults = {**DEFAULT_ON, **_expectations(f"{source} [defaults]", defaults_raw)}
+    defaults = _defaults(f"{source} [defaults]", data.get("defaults", {}), DEFAULT_ON)
     raw = data.get("conversations")
     if not isinstance(raw, list) or not raw:
         raise SuiteError(f"{source}: no conversations; add [[conversations]] tables with id and turns")
-    seen: set[str] = set()
-    conversations = []
-    for n, conv in enumerate(raw, 1):
-        if not isinstance(conv, dict):
-            raise SuiteError(f"{source}: conversation #{n} must be a table")
-        cid = conv.get("id")
-        if not isinstance(cid, str) or not cid.strip():
-            raise SuiteError(f"{source}: conversation #{n}: 'id' must be a non-empty string")
-        where = f"{source}: conversation '{cid}'"
-        if cid in seen:
-            raise SuiteError(f"{where}: duplicate id; give each conversation its own id")
-        seen.add(cid)
-        _unknown(where, conv, _CONV_KEYS)
-        tags = conv.get("tags", [])
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise SuiteError(f"{where}: 'tags' must be a list of strings")
-        conv_defaults_raw = conv.get("defaults", {})
-        if not isinstance(conv_defaults_raw, dict):
-            raise SuiteError(f"{where}: 'defaults' must be a table of assertions")
-        _unknown(f"{where} defaults", conv_defaults_raw, set(ASSERTIONS) | set(SETTINGS), " (not an assertion kind)")
-        conv_defaults = {**defaults, **_expectations(f"{where} defaults", conv_defaults_raw)}
-        turns_raw = conv.get("turns")
-        if not isinstance(turns_raw, list) or not turns_raw:
-            raise SuiteError(f"{where}: 'turns' must be a non-empty list of [[conversations.turns]] tables")
-        turns = []
-        for t, item in enumerate(turns_raw, 1):
-            twhere = f"{where} turn {t}"
-            if not isinstance(item, dict):
-                raise SuiteError(f"{twhere}: a turn must be a table with 'customer'")
-            _unknown(twhere, item, _TURN_KEYS, " (not an assertion kind)")
-            customer = item.get("customer")
-            if not isinstance(customer, str) or not customer.strip():
-                raise SuiteError(f"{twhere}: 'customer' must be the customer's line (a non-empty string)")
-            merged = {**conv_defaults, **_expectations(twhere, item)}
-            threshold = float(merged.pop("similar_threshold", DEFAULT_THRESHOLD))
-            if "similar_to" not in item:
-                merged.pop("similar_to", None)  # a suite-wide reference reply would make no sense
-            turns.append(Turn(customer=customer, expect=Expect(checks=merged, similar_threshold=threshold),
-                              note=str(item.get("note", ""))))
-        conversations.append(Conversation(id=cid, turns=tuple(turns), tags=tuple(tags),
-                                          description=str(conv.get("description", "")),
-                                          history=_history(where, conv.get("history", []))))
+    conversations: list[Conversation] = []
+    for n, item in enumerate(raw, 1):
+        conv = _conversation(source, n, item, defaults)
+        if any(c.id == conv.id for c in conversations):
+            raise SuiteError(f"{source}: conversation '{conv.id}': duplicate id; give each conversation its own id")
+        conversations.append(conv)
     return Suite(name=str(head.get("name") or Path(source).stem), conversations=tuple(conversations),
                  description=str(head.get("description", "")), source=source)
 
