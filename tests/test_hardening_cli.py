@@ -149,8 +149,11 @@ def test_pack_build_refuses_a_users_directory(tmp_path: Path, onnx_embedder_dir:
 
 @pytest.mark.real
 def test_pack_build_reports_the_system_prompts_share(tmp_path: Path, onnx_embedder_dir: Path) -> None:
-    domain = tmp_path / "big.toml"
-    text = (REPO / "edge_agent" / "demo" / "domain.toml").read_text()
+    import shutil
+
+    demo = Path(shutil.copytree(REPO / "edge_agent" / "demo", tmp_path / "demo"))  # with its data files
+    domain = demo / "big.toml"
+    text = (demo / "domain.toml").read_text()
     domain.write_text(text.replace('[policy]\ntext = """', '[policy]\ntext = """' + "Be thorough. " * 400, 1))
     proc = run("pack", "build", "--out", str(tmp_path / "p"), "--embedder", str(onnx_embedder_dir),
                "--domain", str(domain), "--json")

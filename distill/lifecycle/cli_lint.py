@@ -37,7 +37,7 @@ def _print_flags(flags: list[Flag], verbose: bool) -> None:
                    + ("" if len(shown) == len(ids) else " ... (--verbose lists all)"))
 
 
-def _embedder(lib: Any, embedder_dir: Path | None) -> Any:
+def _embedder(lib: Any, embedder_dir: Path | None, quiet: bool) -> Any:
     """The embedder for the by-meaning check: --embedder, else the pack's own, else the default export."""
     from edge_agent.cli import default_embedder_dir
     from edge_agent.embedder import OnnxEmbedder
@@ -46,6 +46,8 @@ def _embedder(lib: Any, embedder_dir: Path | None) -> Any:
         return lib.pack.open_embedder()
     directory = embedder_dir or default_embedder_dir()
     if embedder_dir is None and not (directory / "model.onnx").is_file():
+        if quiet:  # --json says so in its "by_meaning" field
+            return None
         click.secho(f"note: no embedder at {directory}, so rules were checked by pattern only; run edge-agent "
                     "models export-embedder or pass --embedder DIR", fg="yellow", err=True)
         return None
@@ -102,7 +104,7 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
     if not lib.strategies:
         raise ConfigError(f"{lib.path} holds no strategies, so there is nothing to lint; add strategies with: "
                           "edge-agent library add")
-    embedder = _embedder(lib, embedder_dir) if any(r.examples for r in rules) else None
+    embedder = _embedder(lib, embedder_dir, quiet=as_json) if any(r.examples for r in rules) else None
     flags = lint_strategies(lib.strategies, rules, embedder=embedder) + _content_flags(lib.strategies)
     flags += fact_flags(lib.strategies, specs)
     if llm_url:
@@ -114,7 +116,7 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
     stop = blocking(flags)
     if as_json:
         click.echo(json.dumps({"source": str(lib.path), "rules_from": rules_from, "rules": len(rules),
-                               "checked": sum(s.status != "rejected" for s in lib.strategies),
+                               "checked": sum(s.status != "rejected" for s in lib.strategies), "by_meaning": embedder is not None,
                                "blocking": len(stop), "flags": [f.to_json() for f in flags]},
                               ensure_ascii=False, indent=2))
     else:
