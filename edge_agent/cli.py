@@ -163,6 +163,9 @@ def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool
          retrieval_set: Sequence[str], n_ctx: int | None) -> None:
     """Chat with the agent, offline. Reads customer lines from stdin when piped.
 
+    The oldest turns are dropped to fit the context window; a line too long to fit even alone is
+    skipped with an error on stderr, the chat goes on, and the exit code is then 1.
+
     \b
     Examples:
       edge-agent chat --explain
