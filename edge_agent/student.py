@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-# llama.cpp's OpenMP workers spin while idle and starve the embedder and other processes;
-# this must be set before the shared library loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .threads import ThreadController, apply_wait_policy
+
+# How llama.cpp's OpenMP workers wait is read once, when its runtime starts: set it before the
+# shared library loads (see edge_agent.threads; EDGE_AGENT_WAIT_POLICY or OMP_* pin it).
+WAIT_POLICY = apply_wait_policy(os.environ)
 
 from .backends import ChatResult, GenerationConfig, Message, Usage  # noqa: E402
 from .errors import ModelError  # noqa: E402
@@ -84,6 +86,7 @@ class LlamaStudent:
         name: str | None = None,
         seed: int = 0,
         n_batch: int = 256,
+        kv_cache: str = "q8_0",
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -91,10 +94,18 @@ class LlamaStudent:
         self.path = Path(model_path)
         self.name = name or self.path.stem
         self.generation = generation or GenerationConfig()
-        threads = n_threads or int(os.environ.get("EDGE_AGENT_THREADS", "0")) or (os.cpu_count() or 2)
+        # Thread count: pinned (argument, EDGE_AGENT_THREADS) or chosen between replies.
+        self.threads = ThreadController.from_env(n_threads)
+        threads = self.threads.current
+        # A q8_0 KV cache is half of f16's memory; llama.cpp quantises V only with flash attention.
+        if kv_cache not in ("f16", "q8_0"):
+            raise ModelError(f"kv_cache {kv_cache!r} is not supported; use 'q8_0' (the default) or 'f16'")
+        kv_type = 8 if kv_cache == "q8_0" else None  # GGML_TYPE_Q8_0
+        self.kv_cache = kv_cache
         self.llm = Llama(
             model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
             seed=seed, verbose=False, logits_all=False, n_batch=n_batch, n_ubatch=n_batch,
+            flash_attn=kv_type is not None, type_k=kv_type, type_v=kv_type,
         )
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         if not template:
@@ -109,6 +120,18 @@ class LlamaStudent:
         self.n_ctx = self.llm.n_ctx()
         self.lock = threading.RLock()
         self.last_stats: TurnStats = TurnStats()
+        self.adapt_threads()  # the first choice sees the machine as it was while the model loaded
+
+    def adapt_threads(self) -> int:
+        """Re-decide the thread count (between replies: never while one is decoding)."""
+        import llama_cpp
+
+        with self.lock:
+            before = int(llama_cpp.llama_n_threads(self.llm._ctx.ctx))
+            choice = self.threads.decide()
+            if choice.threads != before:
+                llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, choice.threads, choice.threads)
+            return choice.threads
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -163,6 +186,7 @@ class LlamaStudent:
         """Yield text pieces as they are decoded; `last_stats` is filled when the stream ends."""
         cfg = config or self.generation
         with self.lock:
+            threads = self.adapt_threads()
             tokens, stop = self.tokenize_messages(messages)
             self._check_fits(tokens, cfg)
             reused = self.cached_prefix(tokens)
@@ -194,8 +218,9 @@ class LlamaStudent:
                 completion_tokens=completion, ttft_ms=(first - start) * 1e3,
                 # one chunk per sampled token (stop-sequence holds emit empty chunks, still counted)
                 decode_tps=(chunk_count - 1) / decode_s if decode_s > 0 and chunk_count > 1 else 0.0,
-                total_ms=(end - start) * 1e3, finish_reason=finish,
+                total_ms=(end - start) * 1e3, finish_reason=finish, threads=threads,
             )
+            self.threads.record(threads, self.last_stats["decode_tps"], chunk_count)
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         text = "".join(self.stream(messages, config))
@@ -237,7 +262,7 @@ class LlamaStudent:
                 return "skipped"
             stat = self.path.stat()
             key = hashlib.sha256(json.dumps([self.path.name, stat.st_size, stat.st_mtime_ns, self.n_ctx,
-                                             llama_cpp.__version__, tokens]).encode()).hexdigest()[:24]
+                                             llama_cpp.__version__, tokens, self.kv_cache]).encode()).hexdigest()[:24]
             file = Path(cache_dir) / f"{self.path.stem}-{key}.kv" if cache_dir else None
             ctx = self.llm._ctx.ctx
             if file is not None and file.is_file():
