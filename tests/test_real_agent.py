@@ -36,7 +36,9 @@ def demo_pack(onnx_embedder_dir: Path, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def agent(demo_pack: Path) -> Agent:
-    return Agent.from_pack(demo_pack, generation={"max_tokens": 48})
+    # these tests are about the student's own turns (KV reuse, guidance in its prompt): pin a mode in
+    # which it writes every reply; the grounded default is tested in test_grounded_real.py
+    return Agent.from_pack(demo_pack, generation={"max_tokens": 48}, prompting={"mode": "compact"})
 
 
 def test_offline_turn_with_strategies(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
