@@ -23,14 +23,34 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["Condition", "FactSpec", "Facts", "FactTracker", "FactSource", "parse_condition", "parse_fact_specs",
-           "load_fact_source", "claimed_facts"]
+__all__ = [
+    "Condition",
+    "FactSpec",
+    "Facts",
+    "FactTracker",
+    "FactSource",
+    "parse_condition",
+    "parse_fact_specs",
+    "load_fact_source",
+    "claimed_facts",
+]
 
 log = logging.getLogger(__name__)
 
 FactSource = Callable[[Sequence[Mapping[str, str]], Mapping[str, Any]], Mapping[str, Any]]
-_SPEC_KEYS = {"id", "description", "ask", "customer", "customer_not", "examples", "agent", "claims", "claims_not",
-              "asked_by", "source"}
+_SPEC_KEYS = {
+    "id",
+    "description",
+    "ask",
+    "customer",
+    "customer_not",
+    "examples",
+    "agent",
+    "claims",
+    "claims_not",
+    "asked_by",
+    "source",
+}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -46,7 +66,7 @@ class Condition:
 
 
 def parse_condition(text: str) -> Condition:
-    """"identity_verified" -> must be true; "!within_minimum_term" or "not x" -> must be false."""
+    """ "identity_verified" -> must be true; "!within_minimum_term" or "not x" -> must be false."""
     raw = text.strip()
     value = True
     if raw.startswith("!"):
@@ -54,7 +74,9 @@ def parse_condition(text: str) -> Condition:
     elif raw.lower().startswith("not "):
         raw, value = raw[4:].strip(), False
     if not _NAME.match(raw):
-        raise ConfigError(f"{text!r} is not a fact condition; write fact_name or !fact_name (lowercase, underscores)")
+        raise ConfigError(
+            f"{text!r} is not a fact condition; write fact_name or !fact_name (lowercase, underscores)"
+        )
     return Condition(raw, value)
 
 
@@ -75,7 +97,11 @@ class FactSpec:
     source: bool = False  # the fact source may establish it
 
     def to_json(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if v not in ((), "", False)}
+        return {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in self.__dict__.items()
+            if v not in ((), "", False)
+        }
 
 
 def _patterns(where: str, value: Any, key: str) -> tuple[str, ...]:
@@ -101,22 +127,33 @@ def parse_fact_specs(items: Any, source: str = "<domain>") -> tuple[FactSpec, ..
             raise ConfigError(f"{where}: must be a table with at least 'id'")
         unknown = sorted(set(item) - _SPEC_KEYS)
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(_SPEC_KEYS))}")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(_SPEC_KEYS))}"
+            )
         fid = item.get("id")
         if not isinstance(fid, str) or not _NAME.match(fid):
             raise ConfigError(f"{where}: 'id' must be a lowercase name like identity_verified")
         if any(s.id == fid for s in specs):
             raise ConfigError(f"{where}: duplicate fact id {fid!r}")
-        kwargs: dict[str, Any] = {k: _patterns(where, item[k], k) for k in
-                                  ("customer", "customer_not", "examples", "agent", "claims", "claims_not", "asked_by")
-                                  if k in item}
+        kwargs: dict[str, Any] = {
+            k: _patterns(where, item[k], k)
+            for k in ("customer", "customer_not", "examples", "agent", "claims", "claims_not", "asked_by")
+            if k in item
+        }
         for key in ("description", "ask"):
             if key in item and not isinstance(item[key], str):
                 raise ConfigError(f"{where}: '{key}' must be a string")
         if "source" in item and not isinstance(item["source"], bool):
             raise ConfigError(f"{where}: 'source' must be true or false")
-        specs.append(FactSpec(id=fid, description=item.get("description", ""), ask=item.get("ask", ""),
-                              source=bool(item.get("source", False)), **kwargs))
+        specs.append(
+            FactSpec(
+                id=fid,
+                description=item.get("description", ""),
+                ask=item.get("ask", ""),
+                source=bool(item.get("source", False)),
+                **kwargs,
+            )
+        )
     return tuple(specs)
 
 
@@ -151,7 +188,9 @@ def _search(patterns: Sequence[str], text: str) -> bool:
     return any(re.search(p, text, re.IGNORECASE | re.MULTILINE) for p in patterns)
 
 
-_CONDITIONAL = re.compile(r"\b(?:if|whether|unless|once|depends|in case|as long as|provided that)\b", re.IGNORECASE)
+_CONDITIONAL = re.compile(
+    r"\b(?:if|whether|unless|once|depends|in case|as long as|provided that)\b", re.IGNORECASE
+)
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
@@ -173,8 +212,13 @@ def claimed_facts(text: str, specs: Sequence[FactSpec]) -> list[Condition]:
 class FactTracker:
     """Derives `Facts` from messages: customer words, earlier agent replies, then the fact source."""
 
-    def __init__(self, specs: Sequence[FactSpec], source: FactSource | None = None,
-                 embed: Callable[[list[str]], np.ndarray] | None = None, example_threshold: float = 0.8) -> None:
+    def __init__(
+        self,
+        specs: Sequence[FactSpec],
+        source: FactSource | None = None,
+        embed: Callable[[list[str]], np.ndarray] | None = None,
+        example_threshold: float = 0.8,
+    ) -> None:
         self.specs = list(specs)
         self.by_id = {s.id: s for s in self.specs}
         self.source = source
@@ -182,14 +226,18 @@ class FactTracker:
         self.example_threshold = example_threshold
         self._example_vecs: dict[str, np.ndarray] = {}
         self._text_vecs: dict[str, np.ndarray] = {}
-        self.establishers: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []  # (entry id, sentences, facts)
+        self.establishers: list[
+            tuple[str, tuple[str, ...], tuple[str, ...]]
+        ] = []  # (entry id, sentences, facts)
 
     def add_establishers(self, strategies: Sequence[Any]) -> None:
         """Library entries whose reply, once given, establishes facts (`establishes`): a later turn sees
         those facts when an earlier agent message carries most of that reply's sentences."""
         for s in strategies:
             if getattr(s, "establishes", ()) and s.exemplar.strip():
-                sentences = tuple(" ".join(x.lower().split()) for x in _SENTENCES.split(s.exemplar) if x.strip())
+                sentences = tuple(
+                    " ".join(x.lower().split()) for x in _SENTENCES.split(s.exemplar) if x.strip()
+                )
                 self.establishers.append((s.id, sentences, tuple(s.establishes)))
 
     def _examples(self, spec: FactSpec) -> np.ndarray | None:
@@ -200,7 +248,8 @@ class FactTracker:
         return self._example_vecs[spec.id]
 
     def _message_vecs(self, messages: Sequence[Mapping[str, str]]) -> dict[int, np.ndarray] | None:
-        """Vectors of the customer's messages, embedded once per distinct text (only if a fact has examples)."""
+        """Vectors of the customer's messages, embedded once per distinct text (only if a fact has
+        examples)."""
         if self.embed is None or not any(s.examples for s in self.specs):
             return None
         out: dict[int, np.ndarray] = {}
@@ -216,7 +265,9 @@ class FactTracker:
             out[i] = vec
         return out
 
-    def derive(self, messages: Sequence[Mapping[str, str]], message_vecs: Mapping[int, np.ndarray] | None = None) -> Facts:
+    def derive(
+        self, messages: Sequence[Mapping[str, str]], message_vecs: Mapping[int, np.ndarray] | None = None
+    ) -> Facts:
         facts = Facts()
         if message_vecs is None:
             message_vecs = self._message_vecs(messages)
@@ -266,7 +317,9 @@ def _python_source(target: str, data: Path | None) -> FactSource:
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"fact source {target!r} cannot be loaded ({exc}); install the module or fix the name") from None
+        raise ConfigError(
+            f"fact source {target!r} cannot be loaded ({exc}); install the module or fix the name"
+        ) from None
     if not callable(fn):
         raise ConfigError(f"fact source {target!r} is not a function")
 
@@ -278,9 +331,12 @@ def _python_source(target: str, data: Path | None) -> FactSource:
 
 def _command_source(argv: Sequence[str], data: Path | None, timeout: float) -> FactSource:
     def call(messages: Sequence[Mapping[str, str]], known: Mapping[str, Any]) -> Mapping[str, Any]:
-        payload = json.dumps({"messages": list(messages), "facts": dict(known),
-                              "data": str(data) if data else None})
-        done = subprocess.run(list(argv), input=payload, capture_output=True, text=True, timeout=timeout, check=True)
+        payload = json.dumps(
+            {"messages": list(messages), "facts": dict(known), "data": str(data) if data else None}
+        )
+        done = subprocess.run(
+            list(argv), input=payload, capture_output=True, text=True, timeout=timeout, check=True
+        )
         out = json.loads(done.stdout or "{}")
         return out if isinstance(out, dict) else {}
 
@@ -288,13 +344,16 @@ def _command_source(argv: Sequence[str], data: Path | None, timeout: float) -> F
 
 
 def load_fact_source(config: Mapping[str, Any] | None, base: Path | None = None) -> FactSource | None:
-    """A fact source from a `[fact_source]` table: {python = "mod:fn"} or {command = [...]}, optional `data`."""
+    """A fact source from a `[fact_source]` table: {python = "mod:fn"} or {command = [...]}, and
+    optionally `data` (a file path, relative to `base`)."""
     if not config:
         return None
     allowed = {"python", "command", "data", "timeout_s"}
     unknown = sorted(set(config) - allowed)
     if unknown:
-        raise ConfigError(f"[fact_source]: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}")
+        raise ConfigError(
+            f"[fact_source]: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
+        )
     data = None
     if config.get("data"):
         data = Path(str(config["data"]))
@@ -307,6 +366,8 @@ def load_fact_source(config: Mapping[str, Any] | None, base: Path | None = None)
     if "command" in config:
         argv = config["command"]
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-            raise ConfigError("[fact_source]: 'command' must be a list of strings (the program and its arguments)")
+            raise ConfigError(
+                "[fact_source]: 'command' must be a list of strings (the program and its arguments)"
+            )
         return _command_source(argv, data, float(config.get("timeout_s", 2.0)))
     raise ConfigError("[fact_source]: give 'python = \"module:function\"' or 'command = [\"program\", ...]'")

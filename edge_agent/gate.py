@@ -59,7 +59,7 @@ def gate_reply(
     request_vecs: np.ndarray | None = None,
     config: GateConfig = GateConfig(),
 ) -> str:
-    """"" when the draft may be shown, else the first reason it may not."""
+    """ "" when the draft may be shown, else the first reason it may not."""
     stripped = text.strip()
     if not stripped:
         return "empty"

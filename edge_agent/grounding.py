@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from .backends import GenerationConfig, Usage
 from .conversation import query_text
 from .errors import ConfigError
-from .facts import FactSpec, Facts, FactTracker, load_fact_source
+from .facts import Facts, FactSpec, FactTracker, load_fact_source
 from .gate import GateConfig, gate_reply, normalised
 from .pack import embed_turn_texts
 from .planner import Plan, Planner, PlannerParams
@@ -40,15 +40,23 @@ log = logging.getLogger(__name__)
 def fact_specs_from_manifest(domain: Mapping[str, Any]) -> list[FactSpec]:
     out = []
     for item in domain.get("facts", []) or []:
-        out.append(FactSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in item.items()}))
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in item.items()}
+        out.append(FactSpec(**fields))
     return out
 
 
 class Grounding:
     """Planner, fact tracker and rule checker for one agent, built once from its pack."""
 
-    def __init__(self, agent: Agent, planner: Planner, tracker: FactTracker, checker: RuleChecker,
-                 domain_vectors: np.ndarray, params: PlannerParams) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        planner: Planner,
+        tracker: FactTracker,
+        checker: RuleChecker,
+        domain_vectors: np.ndarray,
+        params: PlannerParams,
+    ) -> None:
         self.agent = agent
         self.planner = planner
         self.tracker = tracker
@@ -60,7 +68,9 @@ class Grounding:
     def for_agent(cls, agent: Agent) -> Grounding:
         retriever = agent.retriever
         if retriever is None:
-            raise ConfigError("the grounded mode needs a pack (its library and embedder); load one with Agent.from_pack")
+            raise ConfigError(
+                "the grounded mode needs a pack (its library and embedder); load one with Agent.from_pack"
+            )
         params_src = agent.prompting.params if agent.prompting.mode == "grounded" else {}
         params = PlannerParams.from_params(dict(params_src))
         embedder = retriever.embedder
@@ -76,9 +86,16 @@ class Grounding:
         checker = RuleChecker(agent.rules, embedder)
         tracker = FactTracker(specs, source, embed=embedder.embed)
         tracker.add_establishers(retriever.strategies)
-        planner = Planner(retriever.strategies, turn, system_prompt=agent.system_prompt, rules=agent.rules,
-                          rule_check=checker.violations if checker.semantic else None, specs=specs,
-                          replies=domain.get("replies"), params=params)
+        planner = Planner(
+            retriever.strategies,
+            turn,
+            system_prompt=agent.system_prompt,
+            rules=agent.rules,
+            rule_check=checker.violations if checker.semantic else None,
+            specs=specs,
+            replies=domain.get("replies"),
+            params=params,
+        )
         replies = turn[:, 1]
         domain_vectors = replies[np.linalg.norm(replies, axis=1) > 0]
         return cls(agent, planner, tracker, checker, domain_vectors, params)
@@ -89,22 +106,32 @@ class Grounding:
     # --- one turn -------------------------------------------------------------------------------
     def _retriever(self) -> Any:
         if self.agent.retriever is None:
-            raise ConfigError("the grounded mode needs a pack (its library and embedder); load one with Agent.from_pack")
+            raise ConfigError(
+                "the grounded mode needs a pack (its library and embedder); load one with Agent.from_pack"
+            )
         return self.agent.retriever
 
     def _search(self, vec: np.ndarray, k: int, threshold: float) -> list[Hit]:
         retriever = self._retriever()
         scores, rows = retriever.index.search(vec[None, :], k)
-        return [Hit(retriever.strategies[int(r)], float(sc), int(r))
-                for sc, r in zip(scores[0], rows[0]) if int(r) >= 0 and float(sc) >= threshold]
+        return [
+            Hit(retriever.strategies[int(r)], float(sc), int(r))
+            for sc, r in zip(scores[0], rows[0], strict=True)
+            if int(r) >= 0 and float(sc) >= threshold
+        ]
 
-    def candidates(self, history: Sequence[Mapping[str, str]]) -> tuple[list[Hit], np.ndarray, dict[str, float]]:
-        """Hits for the recent window and for the latest request (best score per entry), and the request vector."""
+    def candidates(
+        self, history: Sequence[Mapping[str, str]]
+    ) -> tuple[list[Hit], np.ndarray, dict[str, float]]:
+        """Hits for the recent window and the latest request (best score per entry), the request
+        vectors, and timings."""
         retriever = self._retriever()
         cfg = self.agent.retrieval
         t0 = time.perf_counter()
         window_vec = retriever.embedder.embed([query_text(history, cfg.query_turns)])[0]
-        request_vec = np.stack([retriever.embedder.embed([t])[0] for t in self.planner.request_texts(history)])
+        request_vec = np.stack(
+            [retriever.embedder.embed([t])[0] for t in self.planner.request_texts(history)]
+        )
         t1 = time.perf_counter()
         k = max(self.params.candidates, cfg.top_k)
         best: dict[str, Hit] = {}
@@ -118,7 +145,9 @@ class Grounding:
         t2 = time.perf_counter()
         return hits, request_vec, {"embed_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
 
-    def stream(self, history: Sequence[Mapping[str, str]], cfg: GenerationConfig, pcfg: PromptConfig) -> ReplyStream:
+    def stream(
+        self, history: Sequence[Mapping[str, str]], cfg: GenerationConfig, pcfg: PromptConfig
+    ) -> ReplyStream:
         from .agent import Reply, ReplyStream
 
         agent = self.agent
@@ -127,10 +156,18 @@ class Grounding:
         t0 = time.perf_counter()
         facts = self.tracker.derive(history)
         before = self.tracker.derive(history[:-1]) if len(history) > 1 else None
-        new_facts = before is None and bool(facts.values) or before is not None and before.values != facts.values
+        new_facts = (
+            before is None and bool(facts.values) or before is not None and before.values != facts.values
+        )
         t1 = time.perf_counter()
-        plan = self.planner.plan(history, hits, request_vec, facts, new_facts=new_facts,
-                                 best_relevance=self.planner.best_relevance(request_vec))
+        plan = self.planner.plan(
+            history,
+            hits,
+            request_vec,
+            facts,
+            new_facts=new_facts,
+            best_relevance=self.planner.best_relevance(request_vec),
+        )
         if "fact_source" in facts.why:  # the lookup failed: say so, the turn went on without it
             plan = replace(plan, reason=f"{plan.reason}; fact source {facts.why['fact_source']}")
         t2 = time.perf_counter()
@@ -143,21 +180,49 @@ class Grounding:
             stats["finish_reason"] = "length"
         end = time.perf_counter()
         count = getattr(agent.student, "count_tokens", None)
-        completion = int(stats.get("completion_tokens") or (count(text) if callable(count) and text else approx_tokens(text)))
-        usage = Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)), completion_tokens=completion,
-                      evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens", 0 if not messages else None))
-        all_timings = {**timings, "facts_ms": (t1 - t0) * 1e3, "plan_ms": (t2 - t1) * 1e3,
-                       "retrieval_ms": timings["embed_ms"] + timings["search_ms"],
-                       "generate_ms": float(stats.get("generate_ms", 0.0)), "total_ms": (end - start) * 1e3,
-                       "ttft_ms": (end - start) * 1e3}
-        reply = Reply(text=text, hits=hits[: self.params.candidates], timings=all_timings, usage=usage,
-                      prompt=messages, mode="grounded", finish_reason=str(stats.get("finish_reason", "stop")),
-                      route=plan.route, reason=plan.reason, candidates=list(plan.candidates),
-                      facts=dict(facts.values), strategy_id=plan.strategy_id)
+        completion = int(
+            stats.get("completion_tokens")
+            or (count(text) if callable(count) and text else approx_tokens(text))
+        )
+        usage = Usage(
+            prompt_tokens=int(stats.get("prompt_tokens", 0)),
+            completion_tokens=completion,
+            evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens", 0 if not messages else None),
+        )
+        all_timings = {
+            **timings,
+            "facts_ms": (t1 - t0) * 1e3,
+            "plan_ms": (t2 - t1) * 1e3,
+            "retrieval_ms": timings["embed_ms"] + timings["search_ms"],
+            "generate_ms": float(stats.get("generate_ms", 0.0)),
+            "total_ms": (end - start) * 1e3,
+            "ttft_ms": (end - start) * 1e3,
+        }
+        reply = Reply(
+            text=text,
+            hits=hits[: self.params.candidates],
+            timings=all_timings,
+            usage=usage,
+            prompt=messages,
+            mode="grounded",
+            finish_reason=str(stats.get("finish_reason", "stop")),
+            route=plan.route,
+            reason=plan.reason,
+            candidates=list(plan.candidates),
+            facts=dict(facts.values),
+            strategy_id=plan.strategy_id,
+        )
         return ReplyStream(iter([text] if text else []), lambda _joined: reply)
 
-    def _draft(self, history: Sequence[Mapping[str, str]], plan: Plan, facts: Facts, cfg: GenerationConfig,
-               pcfg: PromptConfig, request_vecs: np.ndarray) -> tuple[Plan, list[dict[str, str]], dict[str, Any]]:
+    def _draft(
+        self,
+        history: Sequence[Mapping[str, str]],
+        plan: Plan,
+        facts: Facts,
+        cfg: GenerationConfig,
+        pcfg: PromptConfig,
+        request_vecs: np.ndarray,
+    ) -> tuple[Plan, list[dict[str, str]], dict[str, Any]]:
         """The student's draft, shown only if it passes the gate; otherwise a safe reply."""
         agent = self.agent
         guidance = agent.retrieve(history).hits
@@ -173,26 +238,48 @@ class Grounding:
         from .adapt import context_text
 
         context = context_text(agent.system_prompt, history) + "\n" + self.planner.vocabulary
-        failed = gate_reply(result.text, context=context, earlier=earlier,
-                            facts=facts, specs=self.planner.specs, rules=agent.rules,
-                            rule_check=self.checker.violations if self.checker.semantic else None,
-                            embed=agent.retriever.embedder.embed if agent.retriever else None,
-                            domain_vectors=self.domain_vectors, request_vecs=request_vecs,
-                            config=GateConfig(on_domain=self.params.on_domain))
+        failed = gate_reply(
+            result.text,
+            context=context,
+            earlier=earlier,
+            facts=facts,
+            specs=self.planner.specs,
+            rules=agent.rules,
+            rule_check=self.checker.violations if self.checker.semantic else None,
+            embed=agent.retriever.embedder.embed if agent.retriever else None,
+            domain_vectors=self.domain_vectors,
+            request_vecs=request_vecs,
+            config=GateConfig(on_domain=self.params.on_domain),
+        )
         if not failed:
-            return Plan("generated", plan.reason + "; the draft passed the gate", result.text.strip(), "",
-                        plan.candidates, plan.facts), messages, stats
+            return (
+                Plan(
+                    "generated",
+                    plan.reason + "; the draft passed the gate",
+                    result.text.strip(),
+                    "",
+                    plan.candidates,
+                    plan.facts,
+                ),
+                messages,
+                stats,
+            )
         said = {normalised(e) for e in earlier}
-        safe = self.planner.safe(plan.candidates, facts, said, f"the student's draft failed the gate ({failed})")
+        safe = self.planner.safe(
+            plan.candidates, facts, said, f"the student's draft failed the gate ({failed})"
+        )
         stats["completion_tokens"] = 0  # the draft was not shown
         return safe, messages, stats
 
-    def _final(self, plan: Plan, history: Sequence[Mapping[str, str]], facts: Facts,
-               cfg: GenerationConfig) -> tuple[str, bool]:
+    def _final(
+        self, plan: Plan, history: Sequence[Mapping[str, str]], facts: Facts, cfg: GenerationConfig
+    ) -> tuple[str, bool]:
         """The reply as shown, and whether max_tokens cut it: whole sentences while they fit, else
         whole words (as a generating model stops at the cap); never a reply that breaks a rule."""
         counter = getattr(self.agent.student, "count_tokens", None)
-        text, cut = cap_tokens(plan.text, int(cfg.max_tokens), counter if callable(counter) else approx_tokens)
+        text, cut = cap_tokens(
+            plan.text, int(cfg.max_tokens), counter if callable(counter) else approx_tokens
+        )
         broken = [r.id for r in self.agent.rules if r.kind.startswith("forbidden") and r.matches(text)]
         if broken:  # a domain-authored safe reply that breaks a rule is a configuration error; never show it
             log.error("reply on route %s breaks %s; offering a person instead", plan.route, broken)

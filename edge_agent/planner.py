@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .adapt import context_text, fit_exemplar, AdaptParams
+from .adapt import AdaptParams, context_text, fit_exemplar
 from .domain import PolicyRule
 from .errors import ConfigError
 from .facts import Condition, Facts, FactSpec, parse_condition
@@ -32,10 +32,10 @@ ROUTES = ("exemplar", "generated", "clarify", "handoff")
 DEFAULT_REPLIES = {
     "clarify": "Could you tell me a little more about what's happening, so I can help with the right thing?",
     "handoff": "I'm sorry I can't sort this out for you here. I can pass you to a colleague or a supervisor "
-               "who can take it further; would you like me to do that?",
+    "who can take it further; would you like me to do that?",
     "repeat_ask": "I still need those details before I can go on. Could you check them and send them again?",
-    "off_topic": "I'm sorry, I can only help with questions about our service here. Is there anything about it I "
-                 "can help you with?",
+    "off_topic": "I'm sorry, I can only help with questions about our service here. Is there anything "
+    "about it I can help you with?",
 }
 _WORD = re.compile(r"[\w'£$-]+")
 
@@ -61,14 +61,18 @@ class PlannerParams:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ConfigError(f"unknown grounded-mode parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown grounded-mode parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+            )
         values = {}
         for key, value in params.items():
             default = cls.__dataclass_fields__[key].default
             if isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ConfigError(f"grounded-mode parameter {key} must be true or false, got {value!r}")
-            elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            elif isinstance(default, (int, float)) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))
+            ):
                 raise ConfigError(f"grounded-mode parameter {key} must be a number, got {value!r}")
             elif isinstance(default, str) and not isinstance(value, str):
                 raise ConfigError(f"grounded-mode parameter {key} must be a string, got {value!r}")
@@ -87,8 +91,12 @@ class Candidate:
     missing: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "score": round(self.score, 3), "relevance": round(self.relevance, 3),
-                               "verdict": self.verdict}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "score": round(self.score, 3),
+            "relevance": round(self.relevance, 3),
+            "verdict": self.verdict,
+        }
         if self.missing:
             out["missing"] = list(self.missing)
         return out
@@ -118,8 +126,11 @@ def fresh_customer_facts(history: Sequence[Mapping[str, str]], facts: Facts) -> 
     """Facts established by the customer's own words in the latest message."""
     last = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=-1)
     mark = f"turn {last + 1}"
-    return {f for f, why in facts.why.items() if why.startswith("customer") and why.endswith(mark)
-            and facts.values.get(f) is True}
+    return {
+        f
+        for f, why in facts.why.items()
+        if why.startswith("customer") and why.endswith(mark) and facts.values.get(f) is True
+    }
 
 
 def domain_vocabulary(strategies: Sequence[Strategy], min_entries: int = 3) -> str:
@@ -161,8 +172,10 @@ class Planner:
         for s in self.strategies:  # a typo in a requires list must fail at load, not silently never match
             for cond in _conditions(s):
                 if self.specs and cond.fact not in self.by_id:
-                    raise ConfigError(f"strategy {s.id} requires unknown fact {cond.fact!r}; declare it in the "
-                                      f"domain's [[facts]] (known: {', '.join(sorted(self.by_id))})")
+                    raise ConfigError(
+                        f"strategy {s.id} requires unknown fact {cond.fact!r}; declare it in the "
+                        f"domain's [[facts]] (known: {', '.join(sorted(self.by_id))})"
+                    )
 
     # --- what the customer is asking now -------------------------------------------------------
     def request_texts(self, history: Sequence[Mapping[str, str]]) -> list[str]:
@@ -173,8 +186,16 @@ class Planner:
         return [latest] if joined == latest.strip() or not joined else [latest, joined]
 
     # --- the decision ---------------------------------------------------------------------------
-    def plan(self, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], request_vecs: np.ndarray | None,
-             facts: Facts, *, new_facts: bool = False, best_relevance: float = 1.0) -> Plan:
+    def plan(
+        self,
+        history: Sequence[Mapping[str, str]],
+        hits: Sequence[Hit],
+        request_vecs: np.ndarray | None,
+        facts: Facts,
+        *,
+        new_facts: bool = False,
+        best_relevance: float = 1.0,
+    ) -> Plan:
         """Choose this turn's route. `new_facts`: the latest line changed what is known; `best_relevance`:
         the latest request's best relevance to any entry in the library (for the off-topic check)."""
         p = self.params
@@ -186,97 +207,150 @@ class Planner:
         done: list[Candidate] = []
         clarify_for: tuple[str, Candidate] | None = None
         for hit, relevance in scored[: p.candidates]:
-            s = hit.strategy
-            cand = lambda verdict, missing=(): Candidate(s.id, hit.score, relevance, verdict, tuple(missing))  # noqa: E731
-            if hit.score < p.min_score:
-                done.append(cand(f"score {hit.score:.2f} < {p.min_score}"))
-                continue
-            if relevance < p.min_relevance:
-                done.append(cand(f"does not answer the latest message (relevance {relevance:.2f} < {p.min_relevance})"))
-                continue
-            conds = _conditions(s)
-            conflict = [c for c in conds if facts.holds(c) is False]
-            if conflict:
-                done.append(cand(f"needs {', '.join(map(str, conflict))}, but it does not hold"))
-                continue
-            missing = [str(c) for c in conds if facts.holds(c) is None]
-            if missing:
-                done.append(cand(f"needs {', '.join(missing)}: not established", missing))
-                if clarify_for is None:
-                    clarify_for = (missing[0].lstrip("!"), done[-1])
-                continue
-            asks = self._asks_known(s.exemplar, facts)
-            if asks:
-                done.append(cand(f"asks for {asks}, already established"))
-                continue
-            fitted = fit_exemplar(s.exemplar, context, self.rules, fit_params)
-            if not fitted.ok:
-                done.append(cand(f"fit check: {fitted.reason}"))
-                continue
-            claims = unestablished_claims(fitted.text, self.specs, facts)
-            if claims:
-                done.append(cand(f"claims {', '.join(claims)}: not established"))
-                continue
-            broken = self._broken(fitted.text)
-            if broken:
-                done.append(cand(f"breaks rule {', '.join(broken)}"))
-                continue
-            if normalised(fitted.text) in said:
-                done.append(cand("already said in this conversation"))
-                continue
-            done.append(cand("chosen"))
-            why = f"{s.id} answers the latest message (relevance {relevance:.2f})"
-            if conds:
-                why += f"; its facts hold ({', '.join(map(str, conds))})"
-            return Plan("exemplar", why, fitted.text, s.id, tuple(done), facts.to_json())
-        if (best_relevance < p.off_topic and not new_facts
-                and normalised(self.replies["off_topic"]) not in said):
-            return Plan("clarify", f"the latest message is not about our service (best relevance {best_relevance:.2f} "
-                        f"< {p.off_topic}) -> say what we can help with", self.replies["off_topic"], "", tuple(done),
-                        facts.to_json())
+            verdict, missing, text = self._judge(hit, relevance, facts, context, said, fit_params)
+            done.append(Candidate(hit.strategy.id, hit.score, relevance, verdict, tuple(missing)))
+            if missing and clarify_for is None:
+                clarify_for = (missing[0].lstrip("!"), done[-1])
+            if verdict == "chosen":
+                conds = _conditions(hit.strategy)
+                why = f"{hit.strategy.id} answers the latest message (relevance {relevance:.2f})"
+                if conds:
+                    why += f"; its facts hold ({', '.join(map(str, conds))})"
+                return Plan("exemplar", why, text, hit.strategy.id, tuple(done), facts.to_json())
+        if (
+            best_relevance < p.off_topic
+            and not new_facts
+            and normalised(self.replies["off_topic"]) not in said
+        ):
+            return Plan(
+                "clarify",
+                f"the latest message is not about our service (best relevance {best_relevance:.2f} "
+                f"< {p.off_topic}) -> say what we can help with",
+                self.replies["off_topic"],
+                "",
+                tuple(done),
+                facts.to_json(),
+            )
         return self._fallback(done, clarify_for, facts, said)
 
-    def _fallback(self, done: list[Candidate], clarify_for: tuple[str, Candidate] | None, facts: Facts,
-                  said: set[str]) -> Plan:
+    def _judge(
+        self, hit: Hit, relevance: float, facts: Facts, context: str, said: set[str], fit_params: AdaptParams
+    ) -> tuple[str, list[str], str]:
+        """(verdict, missing facts, fitted reply) for one candidate; the verdict is "chosen" or why not."""
+        p, s = self.params, hit.strategy
+        if hit.score < p.min_score:
+            return f"score {hit.score:.2f} < {p.min_score}", [], ""
+        if relevance < p.min_relevance:
+            return (
+                f"does not answer the latest message (relevance {relevance:.2f} < {p.min_relevance})",
+                [],
+                "",
+            )
+        conds = _conditions(s)
+        conflict = [c for c in conds if facts.holds(c) is False]
+        if conflict:
+            return f"needs {', '.join(map(str, conflict))}, but it does not hold", [], ""
+        missing = [str(c) for c in conds if facts.holds(c) is None]
+        if missing:
+            return f"needs {', '.join(missing)}: not established", missing, ""
+        asks = self._asks_known(s.exemplar, facts)
+        if asks:
+            return f"asks for {asks}, already established", [], ""
+        fitted = fit_exemplar(s.exemplar, context, self.rules, fit_params)
+        if not fitted.ok:
+            return f"fit check: {fitted.reason}", [], ""
+        claims = unestablished_claims(fitted.text, self.specs, facts)
+        if claims:
+            return f"claims {', '.join(claims)}: not established", [], ""
+        broken = self._broken(fitted.text)
+        if broken:
+            return f"breaks rule {', '.join(broken)}", [], ""
+        if normalised(fitted.text) in said:
+            return "already said in this conversation", [], ""
+        return "chosen", [], fitted.text
+
+    def _fallback(
+        self, done: list[Candidate], clarify_for: tuple[str, Candidate] | None, facts: Facts, said: set[str]
+    ) -> Plan:
         cands = tuple(done)
         if clarify_for is not None:
             fact, cand = clarify_for
             spec = self.by_id.get(fact)
             ask = spec.ask if spec is not None else ""
             if ask and normalised(ask) not in said:
-                return Plan("clarify", f"{cand.id} needs {fact}: not established -> clarify", ask, "", cands,
-                            facts.to_json(), missing=fact)
+                return Plan(
+                    "clarify",
+                    f"{cand.id} needs {fact}: not established -> clarify",
+                    ask,
+                    "",
+                    cands,
+                    facts.to_json(),
+                    missing=fact,
+                )
             if ask and normalised(self.replies["repeat_ask"]) not in said:
-                return Plan("clarify", f"{cand.id} needs {fact}: still not established -> ask again",
-                            self.replies["repeat_ask"], "", cands, facts.to_json(), missing=fact)
+                return Plan(
+                    "clarify",
+                    f"{cand.id} needs {fact}: still not established -> ask again",
+                    self.replies["repeat_ask"],
+                    "",
+                    cands,
+                    facts.to_json(),
+                    missing=fact,
+                )
         if self.params.generate:
             why = "no library reply fits" if done else "nothing in the library is close"
-            return Plan("generate", why + " -> the student drafts one (gated)", "", "", cands, facts.to_json())
-        return self.safe(cands, facts, said, "no library reply fits" if done else "nothing in the library is close")
+            return Plan(
+                "generate", why + " -> the student drafts one (gated)", "", "", cands, facts.to_json()
+            )
+        return self.safe(
+            cands, facts, said, "no library reply fits" if done else "nothing in the library is close"
+        )
 
     def safe(self, cands: tuple[Candidate, ...], facts: Facts, said: set[str], why: str) -> Plan:
         """Ask for more detail once; after that, offer a person."""
         if normalised(self.replies["clarify"]) not in said:
-            return Plan("clarify", f"{why} -> ask for more detail", self.replies["clarify"], "", cands, facts.to_json())
-        return Plan("handoff", f"{why}, and we already asked for more detail -> offer a person",
-                    self.replies["handoff"], "", cands, facts.to_json())
+            return Plan(
+                "clarify",
+                f"{why} -> ask for more detail",
+                self.replies["clarify"],
+                "",
+                cands,
+                facts.to_json(),
+            )
+        return Plan(
+            "handoff",
+            f"{why}, and we already asked for more detail -> offer a person",
+            self.replies["handoff"],
+            "",
+            cands,
+            facts.to_json(),
+        )
 
     # --- pieces ---------------------------------------------------------------------------------
     def best_relevance(self, request_vecs: np.ndarray) -> float:
         """The request's best relevance to any entry's customer line or reply."""
-        return float(np.max(self.turn_vectors.reshape(-1, self.turn_vectors.shape[-1]) @ np.atleast_2d(request_vecs).T))
+        return float(
+            np.max(self.turn_vectors.reshape(-1, self.turn_vectors.shape[-1]) @ np.atleast_2d(request_vecs).T)
+        )
 
     def _with_fresh(self, hits: Sequence[Hit], fresh: set[str]) -> list[Hit]:
         """The hits, plus every entry that requires a fact the latest customer line just established."""
         if not fresh:
             return list(hits)
         have = {h.strategy.id for h in hits}
-        extra = [Hit(s, FRESH_SCORE, i) for i, s in enumerate(self.strategies)
-                 if s.id not in have and any(c.value and c.fact in fresh for c in _conditions(s))]
+        extra = [
+            Hit(s, FRESH_SCORE, i)
+            for i, s in enumerate(self.strategies)
+            if s.id not in have and any(c.value and c.fact in fresh for c in _conditions(s))
+        ]
         return [*hits, *extra]
 
-    def _rank(self, hits: Sequence[Hit], request_vecs: np.ndarray | None,
-              fresh: set[str] = frozenset()) -> list[tuple[Hit, float]]:  # type: ignore[assignment]
+    def _rank(
+        self,
+        hits: Sequence[Hit],
+        request_vecs: np.ndarray | None,
+        fresh: frozenset[str] | set[str] = frozenset(),
+    ) -> list[tuple[Hit, float]]:
         """Hits with an exemplar, each with its relevance to the request, best combined first.
 
         An entry that requires a fact the customer's latest line established (their own words, e.g.
@@ -291,20 +365,27 @@ class Planner:
             relevance = to_reply = 0.0
             row = self._row.get(hit.strategy.id)
             if request_vecs is not None and row is not None:
-                sims = self.turn_vectors[row] @ np.atleast_2d(request_vecs).T  # (customer line | reply, requests)
+                sims = (
+                    self.turn_vectors[row] @ np.atleast_2d(request_vecs).T
+                )  # (customer line | reply, requests)
                 relevance, to_reply = float(np.max(sims)), float(np.max(sims[1]))
             if fresh and any(c.value and c.fact in fresh for c in _conditions(hit.strategy)):
                 relevance = to_reply = max(relevance, FRESH_RELEVANCE)
             # the gate is the best relevance; the order weighs how close the reply itself is to the request
             w = self.params.reply_weight
-            out.append((hit, relevance, hit.score + self.params.rerank * ((1 - w) * relevance + w * to_reply)))
+            out.append(
+                (hit, relevance, hit.score + self.params.rerank * ((1 - w) * relevance + w * to_reply))
+            )
         out.sort(key=lambda t: -t[2])
         return [(h, r) for h, r, _ in out]
 
     def _asks_known(self, text: str, facts: Facts) -> str:
         for spec in self.specs:
-            if spec.asked_by and facts.get(spec.id) is True and any(
-                    re.search(p, text, re.IGNORECASE) for p in spec.asked_by):
+            if (
+                spec.asked_by
+                and facts.get(spec.id) is True
+                and any(re.search(p, text, re.IGNORECASE) for p in spec.asked_by)
+            ):
                 return spec.id
         return ""
 

@@ -34,8 +34,15 @@ class TurnPlan(Protocol):
     def price(self, strategy: Strategy, params: Mapping[str, Any]) -> str:
         """The text this plan would inject for `strategy` (its token count is the budget price)."""
 
-    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
-               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+    def stream(
+        self,
+        agent: Agent,
+        history: Sequence[Message],
+        *,
+        generation: GenerationConfig,
+        retrieval: RetrievalConfig | None,
+        prompting: PromptConfig,
+    ) -> ReplyStream:
         """Answer the turn."""
 
 
@@ -44,23 +51,48 @@ def _with_marker_stops(cfg: GenerationConfig) -> GenerationConfig:
     return cfg.merged(stop=tuple(dict.fromkeys((*cfg.stop, *MARKER_STOPS))))
 
 
-def _student_reply(agent: Agent, *, text: str, found: Any, messages: list[dict[str, str]], mode: str,
-                   route: str, start: float, gen_start: float, assemble_ms: float) -> Reply:
+def _student_reply(
+    agent: Agent,
+    *,
+    text: str,
+    found: Any,
+    messages: list[dict[str, str]],
+    mode: str,
+    route: str,
+    start: float,
+    gen_start: float,
+    assemble_ms: float,
+) -> Reply:
     """The Reply of a turn the student generated, with its usage and timings."""
     from .agent import Reply
 
     stats = dict(getattr(agent.student, "last_stats", {}) or {})
     end = time.perf_counter()
-    timings = {**found.timings, "assemble_ms": assemble_ms, "retrieval_ms": sum(found.timings.values()) + assemble_ms,
-               "generate_ms": (end - gen_start) * 1e3, "total_ms": (end - start) * 1e3}
+    timings = {
+        **found.timings,
+        "assemble_ms": assemble_ms,
+        "retrieval_ms": sum(found.timings.values()) + assemble_ms,
+        "generate_ms": (end - gen_start) * 1e3,
+        "total_ms": (end - start) * 1e3,
+    }
     for key in ("ttft_ms", "decode_tps"):
         if key in stats:
             timings[key] = float(stats[key])
-    usage = Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)),
-                  completion_tokens=int(stats.get("completion_tokens", 0)),
-                  evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens"))
-    return Reply(text=text.strip(), hits=found.hits, timings=timings, usage=usage, prompt=messages, mode=mode,
-                 finish_reason=str(stats.get("finish_reason", "stop")), route=route)
+    usage = Usage(
+        prompt_tokens=int(stats.get("prompt_tokens", 0)),
+        completion_tokens=int(stats.get("completion_tokens", 0)),
+        evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens"),
+    )
+    return Reply(
+        text=text.strip(),
+        hits=found.hits,
+        timings=timings,
+        usage=usage,
+        prompt=messages,
+        mode=mode,
+        finish_reason=str(stats.get("finish_reason", "stop")),
+        route=route,
+    )
 
 
 class GeneratePlan:
@@ -75,17 +107,35 @@ class GeneratePlan:
     def price(self, strategy: Strategy, params: Mapping[str, Any]) -> str:
         return injected_text(strategy, self.name, params)
 
-    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
-               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+    def stream(
+        self,
+        agent: Agent,
+        history: Sequence[Message],
+        *,
+        generation: GenerationConfig,
+        retrieval: RetrievalConfig | None,
+        prompting: PromptConfig,
+    ) -> ReplyStream:
         from .agent import ReplyStream
 
         start = time.perf_counter()
         messages, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
         gen_start = time.perf_counter()
         pieces = iter(agent.student.stream(messages, _with_marker_stops(generation)))
-        return ReplyStream(pieces, lambda text: _student_reply(
-            agent, text=text, found=found, messages=messages, mode=self.name, route="", start=start,
-            gen_start=gen_start, assemble_ms=assemble_ms))
+        return ReplyStream(
+            pieces,
+            lambda text: _student_reply(
+                agent,
+                text=text,
+                found=found,
+                messages=messages,
+                mode=self.name,
+                route="",
+                start=start,
+                gen_start=gen_start,
+                assemble_ms=assemble_ms,
+            ),
+        )
 
 
 class AdaptPlan(GeneratePlan):
@@ -96,8 +146,15 @@ class AdaptPlan(GeneratePlan):
     def __init__(self) -> None:
         super().__init__("adapt")
 
-    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
-               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+    def stream(
+        self,
+        agent: Agent,
+        history: Sequence[Message],
+        *,
+        generation: GenerationConfig,
+        retrieval: RetrievalConfig | None,
+        prompting: PromptConfig,
+    ) -> ReplyStream:
         from .adapt import choose_adapted
         from .agent import Reply, ReplyStream
 
@@ -106,29 +163,62 @@ class AdaptPlan(GeneratePlan):
         _, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
         embed = agent.retriever.embedder.embed if agent.retriever is not None else None
         gen_start = time.perf_counter()
-        text, route = choose_adapted(agent.system_prompt, history, found.hits, prompting.params, agent.rules,
-                                     lambda msgs: agent.student.chat(msgs, cfg).text, embed)
+        text, route = choose_adapted(
+            agent.system_prompt,
+            history,
+            found.hits,
+            prompting.params,
+            agent.rules,
+            lambda msgs: agent.student.chat(msgs, cfg).text,
+            embed,
+        )
         if route.startswith("fallback"):
-            fallback = PromptConfig.from_mapping({"mode": str(prompting.params.get("fallback", "plain")),
-                                                  "params": prompting.params})
+            fallback = PromptConfig.from_mapping(
+                {"mode": str(prompting.params.get("fallback", "plain")), "params": prompting.params}
+            )
             messages = render_prompt(agent.system_prompt, history, found.hits, fallback)
             pieces: Iterator[str] = iter(agent.student.stream(messages, cfg))
-            return ReplyStream(pieces, lambda out: _student_reply(
-                agent, text=out, found=found, messages=messages, mode=self.name, route=route, start=start,
-                gen_start=gen_start, assemble_ms=assemble_ms))
+            return ReplyStream(
+                pieces,
+                lambda out: _student_reply(
+                    agent,
+                    text=out,
+                    found=found,
+                    messages=messages,
+                    mode=self.name,
+                    route=route,
+                    start=start,
+                    gen_start=gen_start,
+                    assemble_ms=assemble_ms,
+                ),
+            )
         counter = getattr(agent.student, "count_tokens", None)
         count = counter if callable(counter) else approx_tokens
         shown, cut = cap_tokens(text, int(generation.max_tokens), count)
         end = time.perf_counter()
         revised = route == "revised"  # the student was asked to rewrite the exemplar
         stats = dict(getattr(agent.student, "last_stats", {}) or {}) if revised else {}
-        reply = Reply(text=shown, hits=found.hits, mode=self.name, route=route,
-                      finish_reason="length" if cut else "stop", prompt=[],
-                      usage=Usage(prompt_tokens=int(stats.get("prompt_tokens", 0)), completion_tokens=count(shown),
-                                  evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens", 0)),
-                      timings={**found.timings, "assemble_ms": assemble_ms, "generate_ms": (end - gen_start) * 1e3,
-                               "retrieval_ms": sum(found.timings.values()) + assemble_ms,
-                               "total_ms": (end - start) * 1e3, "ttft_ms": (end - start) * 1e3})
+        reply = Reply(
+            text=shown,
+            hits=found.hits,
+            mode=self.name,
+            route=route,
+            finish_reason="length" if cut else "stop",
+            prompt=[],
+            usage=Usage(
+                prompt_tokens=int(stats.get("prompt_tokens", 0)),
+                completion_tokens=count(shown),
+                evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens", 0),
+            ),
+            timings={
+                **found.timings,
+                "assemble_ms": assemble_ms,
+                "generate_ms": (end - gen_start) * 1e3,
+                "retrieval_ms": sum(found.timings.values()) + assemble_ms,
+                "total_ms": (end - start) * 1e3,
+                "ttft_ms": (end - start) * 1e3,
+            },
+        )
         return ReplyStream(iter([shown] if shown else []), lambda _joined: reply)
 
 
@@ -142,8 +232,15 @@ class GroundedPlan:
         # nothing is injected unless the student drafts; then it is the fallback mode's text
         return injected_text(strategy, str(params.get("fallback", "compact")), {})
 
-    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
-               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
+    def stream(
+        self,
+        agent: Agent,
+        history: Sequence[Message],
+        *,
+        generation: GenerationConfig,
+        retrieval: RetrievalConfig | None,
+        prompting: PromptConfig,
+    ) -> ReplyStream:
         return agent.grounding().stream(history, generation, prompting)
 
 

@@ -64,13 +64,22 @@ def audit(result, agent: Agent, suite) -> dict:
                 rules += 1
             if base == "generated":
                 earlier = [m["content"] for m in history if m["role"] == "assistant"]
-                if gate_reply(turn.reply, context=context_text(agent.system_prompt, history[:-1]) + "\n" +
-                              g.planner.vocabulary, earlier=earlier, facts=facts, specs=g.planner.specs,
-                              rules=agent.rules):
+                if gate_reply(
+                    turn.reply,
+                    context=context_text(agent.system_prompt, history[:-1]) + "\n" + g.planner.vocabulary,
+                    earlier=earlier,
+                    facts=facts,
+                    specs=g.planner.specs,
+                    rules=agent.rules,
+                ):
                     gate_fail += 1
             history.append({"role": "assistant", "content": turn.reply})
-    return {"claims": claims, "gate_fail": gate_fail, "rules": rules,
-            "ms_p50": {r: statistics.median(v) for r, v in by_route.items()}}
+    return {
+        "claims": claims,
+        "gate_fail": gate_fail,
+        "rules": rules,
+        "ms_p50": {r: statistics.median(v) for r, v in by_route.items()},
+    }
 
 
 def run_demo(name: str, model: str | None) -> dict:
@@ -78,8 +87,14 @@ def run_demo(name: str, model: str | None) -> dict:
     agent = Agent.from_pack(home_dir() / "packs" / "demo", model)
     result = run_suite(suite, agent, make_context(agent))
     s = result.summary()
-    return {"suite": name, "turns": s["turns"], "passed": s["turns_passed"], "rate": s["turn_pass_rate"],
-            "routes": s["routes"], **audit(result, agent, suite)}
+    return {
+        "suite": name,
+        "turns": s["turns"],
+        "passed": s["turns_passed"],
+        "rate": s["turn_pass_rate"],
+        "routes": s["routes"],
+        **audit(result, agent, suite),
+    }
 
 
 def paired_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float, float]:
@@ -90,8 +105,15 @@ def paired_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, n: int = 2000) -> tup
 
 
 def run_paper(model: str | None, limit: int) -> dict:
-    made = subprocess.run([sys.executable, str(REPO / "scripts" / "paper_suite.py"),
-                           *(["--limit", str(limit)] if limit else [])], capture_output=True, text=True)
+    made = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "paper_suite.py"),
+            *(["--limit", str(limit)] if limit else []),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if made.returncode != 0:
         raise SystemExit(f"paper_suite.py failed: {made.stderr.strip()}")
     bench = home_dir() / "bench"
@@ -100,17 +122,26 @@ def run_paper(model: str | None, limit: int) -> dict:
     first = Agent.from_pack(pack, model)
     rows = {}
     configs = {
-        "adapt+rerank (before)": {"mode": "adapt", "params": {"min_score": 0.6, "rerank": 1.0, "fallback": "plain"}},
+        "adapt+rerank (before)": {
+            "mode": "adapt",
+            "params": {"min_score": 0.6, "rerank": 1.0, "fallback": "plain"},
+        },
         "grounded, library only": {"mode": "grounded", "params": {"generate": False}},
         "grounded + gated student": {"mode": "grounded", "params": {"generate": True, "fallback": "plain"}},
     }
     for label, prompting in configs.items():
         agent = Agent.from_pack(pack, student=first.student, prompting=prompting)
         result = run_suite(suite, agent, make_context(agent))
-        cos = [c.score for t in result.turns for c in t.checks if c.kind == "similar_to" and c.score is not None]
+        cos = [
+            c.score for t in result.turns for c in t.checks if c.kind == "similar_to" and c.score is not None
+        ]
         refund = [not c.passed for t in result.turns for c in t.checks if c.kind == "not_matches"]
-        rows[label] = {"cosine": np.array(cos), "refund": float(np.mean(refund)) if refund else 0.0,
-                       "ms_p50": result.summary()["turn_ms_p50"], "routes": result.summary()["routes"]}
+        rows[label] = {
+            "cosine": np.array(cos),
+            "refund": float(np.mean(refund)) if refund else 0.0,
+            "ms_p50": result.summary()["turn_ms_p50"],
+            "routes": result.summary()["routes"],
+        }
     return rows
 
 
@@ -125,15 +156,22 @@ def main() -> int:
     demo = run_demo("demo", args.model)
     holdout = run_demo("demo-holdout", args.model)
     misses: list[str] = []
-    print(f"{'suite':<16} {'turns passed':>13} {'rate':>7} {'claims':>7} {'bad drafts':>10} {'rules':>6}  p50 ms by route")
+    print(
+        f"{'suite':<16} {'turns passed':>13} {'rate':>7} {'claims':>7} {'bad drafts':>10} {'rules':>6}  p50 ms by route"
+    )
     for row in (demo, holdout):
         ms = ", ".join(f"{r} {v:.0f}" for r, v in sorted(row["ms_p50"].items()))
-        print(f"{row['suite']:<16} {row['passed']:>6}/{row['turns']:<6} {100 * row['rate']:>6.1f}% {row['claims']:>7} "
-              f"{row['gate_fail']:>10} {row['rules']:>6}  {ms}")
+        print(
+            f"{row['suite']:<16} {row['passed']:>6}/{row['turns']:<6} {100 * row['rate']:>6.1f}% {row['claims']:>7} "
+            f"{row['gate_fail']:>10} {row['rules']:>6}  {ms}"
+        )
     if demo["rate"] < TARGET_PASS:
         misses.append(f"demo pass rate {demo['rate']:.1%} < {TARGET_PASS:.0%}")
-    for key, what in (("claims", "replies claiming an unestablished fact"), ("gate_fail", "shown drafts failing the gate"),
-                      ("rules", "rule violations")):
+    for key, what in (
+        ("claims", "replies claiming an unestablished fact"),
+        ("gate_fail", "shown drafts failing the gate"),
+        ("rules", "rule violations"),
+    ):
         if demo[key] or holdout[key]:
             misses.append(f"{demo[key] + holdout[key]} {what}")
     for route in ("exemplar", "clarify"):
@@ -147,20 +185,28 @@ def main() -> int:
             return 2
         rows = run_paper(args.model, args.paper_limit)
         base = rows["adapt+rerank (before)"]["cosine"]
-        print(f"\n{'paper-airline (held-out)':<28} {'mean cosine':>11} {'diff vs before [95% CI]':>28} {'refund':>7} {'p50 ms':>7}")
+        print(
+            f"\n{'paper-airline (held-out)':<28} {'mean cosine':>11} {'diff vs before [95% CI]':>28} {'refund':>7} {'p50 ms':>7}"
+        )
         for label, row in rows.items():
             mean, lo, hi = paired_ci(row["cosine"], base)
             diff = "" if label.startswith("adapt") else f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-            print(f"{label:<28} {row['cosine'].mean():>11.3f} {diff:>28} {100 * row['refund']:>6.1f}% {row['ms_p50']:>7.0f}")
+            print(
+                f"{label:<28} {row['cosine'].mean():>11.3f} {diff:>28} {100 * row['refund']:>6.1f}% {row['ms_p50']:>7.0f}"
+            )
         shipped = rows["grounded, library only"]
         _, _, hi = paired_ci(shipped["cosine"], base)
         if hi < 0:
             misses.append(f"paper cosine lower than before beyond noise (CI upper {hi:+.3f})")
         if shipped["refund"] > TARGET_REFUND:
             misses.append(f"paper refund promises {shipped['refund']:.1%} > {TARGET_REFUND:.1%}")
-        report["paper"] = {k: {**v, "cosine": float(v["cosine"].mean()), "n": int(len(v["cosine"]))}
-                           for k, v in rows.items()}
-    print(f"\n{time.perf_counter() - t0:.0f} s; " + ("ALL TARGETS MET" if not misses else "MISSED: " + "; ".join(misses)))
+        report["paper"] = {
+            k: {**v, "cosine": float(v["cosine"].mean()), "n": int(len(v["cosine"]))} for k, v in rows.items()
+        }
+    print(
+        f"\n{time.perf_counter() - t0:.0f} s; "
+        + ("ALL TARGETS MET" if not misses else "MISSED: " + "; ".join(misses))
+    )
     out = args.out or home_dir() / "reports" / "bench-conversations.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")

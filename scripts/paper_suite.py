@@ -53,33 +53,56 @@ def suite_text(items: list, threshold: float = THRESHOLD) -> str:
         history = item.history[:-1]
         lines += ["", "[[conversations]]", f"id = {_s(item.id)}", 'tags = ["paper", "held-out"]']
         if history:
-            lines.append("history = [" + ", ".join(
-                "{role = %s, content = %s}" % (_s(m["role"]), _s(m["content"])) for m in history) + "]")
-        lines += ["", "[[conversations.turns]]", f"customer = {_s(item.history[-1]['content'])}",
-                  f"similar_to = {_s(item.reference.removeprefix('AGENT:').strip())}"]
+            lines.append(
+                "history = ["
+                + ", ".join("{role = %s, content = %s}" % (_s(m["role"]), _s(m["content"])) for m in history)
+                + "]"
+            )
+        lines += [
+            "",
+            "[[conversations.turns]]",
+            f"customer = {_s(item.history[-1]['content'])}",
+            f"similar_to = {_s(item.reference.removeprefix('AGENT:').strip())}",
+        ]
     return "\n".join(lines) + "\n"
 
 
 # Facts the airline replies depend on (our own wording of the policy's exception clause). The library's
 # `requires` are derived from what each teacher reply claims, recorded in its provenance.
 PAPER_FACTS = [
-    FactSpec(id="ticket_restricted", description="The customer's ticket is a restricted (non-refundable, "
-             "non-changeable) one: they said so, or the agent already told them.",
-             customer=(r"\b(?:non-?refundable|restricted|non-?changeable|saver)\b",),
-             agent=(r"\b(?:non-?refundable|restricted ticket)\b",),
-             claims=(r"\b(?:your|the) (?:ticket|fare)(?: you(?:'ve| have) (?:purchased|booked|bought))? is "
-                     r"(?:a )?(?:restricted|non-?refundable)", r"\brestricted ticket, which means\b")),
-    FactSpec(id="exceptional_circumstance",
-             description="The customer describes a serious medical emergency or a death in the immediate family.",
-             customer=(r"\b(?:medical emergency|hospital|surgery|passed away|died|death|funeral|seriously ill)\b",)),
-    FactSpec(id="documentation_provided",
-             description="The customer says they have sent or can provide supporting documentation.",
-             customer=(r"\b(?:certificate|doctor'?s note|documentation|medical records?)\b[^.?!]{0,40}"
-                       r"\b(?:attached|sent|have|provide|send|submitted)\b",
-                       r"\b(?:attached|sent|have|provide|send|submitted)\b[^.?!]{0,40}"
-                       r"\b(?:certificate|doctor'?s note|documentation|medical records?)\b"),
-             claims=(r"\b(?:thank you for|having received|now that (?:i|we) have|i have received) (?:the|your) "
-                     r"(?:documentation|certificate|documents)\b",)),
+    FactSpec(
+        id="ticket_restricted",
+        description="The customer's ticket is a restricted (non-refundable, "
+        "non-changeable) one: they said so, or the agent already told them.",
+        customer=(r"\b(?:non-?refundable|restricted|non-?changeable|saver)\b",),
+        agent=(r"\b(?:non-?refundable|restricted ticket)\b",),
+        claims=(
+            r"\b(?:your|the) (?:ticket|fare)(?: you(?:'ve| have) (?:purchased|booked|bought))? is "
+            r"(?:a )?(?:restricted|non-?refundable)",
+            r"\brestricted ticket, which means\b",
+        ),
+    ),
+    FactSpec(
+        id="exceptional_circumstance",
+        description="The customer describes a serious medical emergency or a death in the immediate family.",
+        customer=(
+            r"\b(?:medical emergency|hospital|surgery|passed away|died|death|funeral|seriously ill)\b",
+        ),
+    ),
+    FactSpec(
+        id="documentation_provided",
+        description="The customer says they have sent or can provide supporting documentation.",
+        customer=(
+            r"\b(?:certificate|doctor'?s note|documentation|medical records?)\b[^.?!]{0,40}"
+            r"\b(?:attached|sent|have|provide|send|submitted)\b",
+            r"\b(?:attached|sent|have|provide|send|submitted)\b[^.?!]{0,40}"
+            r"\b(?:certificate|doctor'?s note|documentation|medical records?)\b",
+        ),
+        claims=(
+            r"\b(?:thank you for|having received|now that (?:i|we) have|i have received) (?:the|your) "
+            r"(?:documentation|certificate|documents)\b",
+        ),
+    ),
 ]
 
 
@@ -87,8 +110,14 @@ def with_derived_requires(library: list) -> list:
     out = []
     for s in library:
         req = tuple(dict.fromkeys(str(c) for c in claimed_facts(s.exemplar, PAPER_FACTS)))
-        out.append(s.replace(requires=req, provenance={**dict(s.provenance), "requires_from": "derived from the "
-                                                        "teacher reply's claims"}) if req else s)
+        out.append(
+            s.replace(
+                requires=req,
+                provenance={**dict(s.provenance), "requires_from": "derived from the teacher reply's claims"},
+            )
+            if req
+            else s
+        )
     return out
 
 
@@ -97,12 +126,24 @@ def write_pack(path: Path, library: list, system_prompt: str) -> None:
     from edge_agent.pack import PackSettings, build_pack
 
     emb = home_dir() / "embedders" / "all-minilm-l6-v2-int8-per-channel"
-    settings = PackSettings(retrieval={"top_k": 8, "threshold": 0.35, "query_turns": 1, "budget_tokens": 200},
-                            prompting={"mode": "adapt", "params": {"min_score": 0.6, "rerank": 1.0,
-                                                                    "fallback": "plain"}})
-    build_pack(path, with_derived_requires(library), OnnxEmbedder(emb), embedder_dir=emb, settings=settings,
-               domain={"name": "paper-airline", "company": "Yale Airline", "system_prompt": system_prompt,
-                       "rules": [REFUND_PROMISE.__dict__], "facts": [f.to_json() for f in PAPER_FACTS]})
+    settings = PackSettings(
+        retrieval={"top_k": 8, "threshold": 0.35, "query_turns": 1, "budget_tokens": 200},
+        prompting={"mode": "adapt", "params": {"min_score": 0.6, "rerank": 1.0, "fallback": "plain"}},
+    )
+    build_pack(
+        path,
+        with_derived_requires(library),
+        OnnxEmbedder(emb),
+        embedder_dir=emb,
+        settings=settings,
+        domain={
+            "name": "paper-airline",
+            "company": "Yale Airline",
+            "system_prompt": system_prompt,
+            "rules": [REFUND_PROMISE.__dict__],
+            "facts": [f.to_json() for f in PAPER_FACTS],
+        },
+    )
 
 
 def main() -> int:

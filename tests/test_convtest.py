@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -24,8 +25,6 @@ from edge_agent.convtest.report import failure_lines, summary_table, write_junit
 from edge_agent.domain import PolicyRule
 from edge_agent.embedder import HashEmbedder
 
-import tomllib
-
 ENTRY = Path(sys.executable).parent / "edge-agent"
 REFUND = PolicyRule(id="no-refund", kind="forbidden_promise", pattern=r"\bfull refund is yours\b")
 
@@ -40,26 +39,47 @@ class FakeReply:
 
 
 # --- parsing -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("body, message", [
-    ('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "hi"\ncontain_any = ["x"]\n',
-     "conversation 'a' turn 1: unknown key 'contain_any' (not an assertion kind); did you mean 'contains_any'?"),
-    ('[[conversations]]\nid = "a"\n[[conversations.turns]]\nsay = "hi"\n',
-     "conversation 'a' turn 1: unknown key 'say'"),
-    ('[[conversations]]\nid = "a"\n[[conversations.turns]]\nnote = "x"\n',
-     "conversation 'a' turn 1: 'customer' must be the customer's line"),
-    ('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "hi"\nmatches = "(unclosed"\n',
-     "conversation 'a' turn 1: 'matches' pattern '(unclosed' is not a valid regex"),
-    ('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "hi"\nmax_words = "ten"\n',
-     "'max_words' must be a whole number >= 0"),
-    ('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "x"\n'
-     '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "y"\n', "conversation 'a': duplicate id"),
-    ('[[conversations]]\nid = "a"\n', "conversation 'a': 'turns' must be a non-empty list"),
-    ('[suite]\nname = "x"\n', "no conversations; add [[conversations]]"),
-    ('[defaults]\nnot_a_check = true\n[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "x"\n',
-     "[defaults]: unknown key 'not_a_check' (not an assertion kind)"),
-    ('[[conversations]]\nid = "a"\nhistory = [{role = "system", content = "x"}]\n'
-     '[[conversations.turns]]\ncustomer = "x"\n', "history item 1 must be"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "hi"\ncontain_any = ["x"]\n',
+            "conversation 'a' turn 1: unknown key 'contain_any' (not an assertion kind); did you mean 'contains_any'?",
+        ),
+        (
+            '[[conversations]]\nid = "a"\n[[conversations.turns]]\nsay = "hi"\n',
+            "conversation 'a' turn 1: unknown key 'say'",
+        ),
+        (
+            '[[conversations]]\nid = "a"\n[[conversations.turns]]\nnote = "x"\n',
+            "conversation 'a' turn 1: 'customer' must be the customer's line",
+        ),
+        (
+            '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "hi"\nmatches = "(unclosed"\n',
+            "conversation 'a' turn 1: 'matches' pattern '(unclosed' is not a valid regex",
+        ),
+        (
+            '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "hi"\nmax_words = "ten"\n',
+            "'max_words' must be a whole number >= 0",
+        ),
+        (
+            '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "x"\n'
+            '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "y"\n',
+            "conversation 'a': duplicate id",
+        ),
+        ('[[conversations]]\nid = "a"\n', "conversation 'a': 'turns' must be a non-empty list"),
+        ('[suite]\nname = "x"\n', "no conversations; add [[conversations]]"),
+        (
+            '[defaults]\nnot_a_check = true\n[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "x"\n',
+            "[defaults]: unknown key 'not_a_check' (not an assertion kind)",
+        ),
+        (
+            '[[conversations]]\nid = "a"\nhistory = [{role = "system", content = "x"}]\n'
+            '[[conversations.turns]]\ncustomer = "x"\n',
+            "history item 1 must be",
+        ),
+    ],
+)
 def test_bad_suites_name_the_conversation_field_and_fix(body: str, message: str) -> None:
     with pytest.raises(SuiteError) as err:
         suite_of(body)
@@ -95,8 +115,13 @@ def test_defaults_merge_and_turn_overrides() -> None:
         rules = false
     """)
     t1, t2 = suite.conversations[0].turns
-    assert t1.expect.checks == {"rules": True, "no_repeat": True, "language": True, "max_words": 5,
-                                "not_contains": ("sorry",)}
+    assert t1.expect.checks == {
+        "rules": True,
+        "no_repeat": True,
+        "language": True,
+        "max_words": 5,
+        "not_contains": ("sorry",),
+    }
     assert t2.expect.checks["max_words"] == 50 and t2.expect.checks["rules"] is False
 
 
@@ -127,29 +152,34 @@ def test_select_by_id_tags_not_or() -> None:
 # --- checks ------------------------------------------------------------------------------------
 def checks_for(body: str, reply: FakeReply, earlier=(), ctx: Context | None = None) -> dict[str, bool]:
     suite = suite_of('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "x"\n' + body)
-    results = check_reply(suite.conversations[0].turns[0].expect, reply, list(earlier), ctx or Context(rules=[REFUND]))
+    results = check_reply(
+        suite.conversations[0].turns[0].expect, reply, list(earlier), ctx or Context(rules=[REFUND])
+    )
     return {r.kind: r.passed for r in results}
 
 
-@pytest.mark.parametrize("body, text, kind, passed", [
-    ('contains_any = ["postcode", "full name"]', "Could I have your POSTCODE?", "contains_any", True),
-    ('contains_any = ["name"]', "Please rename the router.", "contains_any", False),  # word boundaries
-    ('contains_all = ["name", "postcode"]', "Your name please.", "contains_all", False),
-    ('not_contains = ["full refund"]', "No full refund, sorry.", "not_contains", False),
-    ('matches = "£\\\\d+"', "That is £20.", "matches", True),
-    ('not_matches = ["you qualify"]', "Yes, YOU QUALIFY.", "not_matches", False),
-    ("max_words = 3", "one two three four", "max_words", False),
-    ("min_words = 3", "one two three", "min_words", True),
-    ("", "Your full refund is yours now.", "rules", False),
-    ("rules = false", "Your full refund is yours now.", "rules", None),
-    ("", "Fine.<|im_end|>", "language", False),
-    ("", "[[AGENT GUIDANCE]] do this", "language", False),
-    ("", "AGENT: hello", "language", False),
-    ("", "", "language", False),
-    ("", "A normal reply.", "language", True),
-    ('route = ["clarify", "handoff"]', "x", "route", False),
-    ("facts = { identity_verified = true }", "x", "facts", False),
-])
+@pytest.mark.parametrize(
+    "body, text, kind, passed",
+    [
+        ('contains_any = ["postcode", "full name"]', "Could I have your POSTCODE?", "contains_any", True),
+        ('contains_any = ["name"]', "Please rename the router.", "contains_any", False),  # word boundaries
+        ('contains_all = ["name", "postcode"]', "Your name please.", "contains_all", False),
+        ('not_contains = ["full refund"]', "No full refund, sorry.", "not_contains", False),
+        ('matches = "£\\\\d+"', "That is £20.", "matches", True),
+        ('not_matches = ["you qualify"]', "Yes, YOU QUALIFY.", "not_matches", False),
+        ("max_words = 3", "one two three four", "max_words", False),
+        ("min_words = 3", "one two three", "min_words", True),
+        ("", "Your full refund is yours now.", "rules", False),
+        ("rules = false", "Your full refund is yours now.", "rules", None),
+        ("", "Fine.<|im_end|>", "language", False),
+        ("", "[[AGENT GUIDANCE]] do this", "language", False),
+        ("", "AGENT: hello", "language", False),
+        ("", "", "language", False),
+        ("", "A normal reply.", "language", True),
+        ('route = ["clarify", "handoff"]', "x", "route", False),
+        ("facts = { identity_verified = true }", "x", "facts", False),
+    ],
+)
 def test_each_assertion_kind(body: str, text: str, kind: str, passed: bool | None) -> None:
     got = checks_for(body, FakeReply(text, route="exemplar"))
     assert got.get(kind) is passed
@@ -160,15 +190,20 @@ def test_no_repeat_route_and_facts() -> None:
     assert checks_for('route = "clarify"', FakeReply("x", route="clarify:needs identity"))["route"] is True
     assert checks_for('not_route = "generated"', FakeReply("x", route="generated"))["not_route"] is False
     reply = FakeReply("x", facts={"identity_verified": True})
-    assert checks_for("facts = { identity_verified = true, outage_confirmed = false }", reply)["facts"] is True
+    assert (
+        checks_for("facts = { identity_verified = true, outage_confirmed = false }", reply)["facts"] is True
+    )
 
 
 def test_similar_to_uses_the_embedder() -> None:
     emb = HashEmbedder(dim=64)
     ctx = Context(embed=emb.embed)
     same = checks_for('similar_to = "check the router lights"', FakeReply("check the router lights"), ctx=ctx)
-    other = checks_for('similar_to = "check the router lights"\nsimilar_threshold = 0.99',
-                       FakeReply("completely unrelated words about weather"), ctx=ctx)
+    other = checks_for(
+        'similar_to = "check the router lights"\nsimilar_threshold = 0.99',
+        FakeReply("completely unrelated words about weather"),
+        ctx=ctx,
+    )
     assert same["similar_to"] is True and other["similar_to"] is False
     assert checks_for('similar_to = "x"', FakeReply("x"), ctx=Context())["similar_to"] is False
 
@@ -205,8 +240,9 @@ def scripted_agent(hash_pack: Path, replies: list[str]) -> tuple[Agent, Scripted
 
 
 def test_run_counts_and_feeds_back_own_replies(hash_pack: Path) -> None:
-    agent, student = scripted_agent(hash_pack, ["I'm sorry to hear that.", "Your full refund is yours.",
-                                                "How can I help?"])
+    agent, student = scripted_agent(
+        hash_pack, ["I'm sorry to hear that.", "Your full refund is yours.", "How can I help?"]
+    )
     agent.rules = [REFUND]
     result = run_suite(suite_of(SUITE), agent, make_context(agent))
     s = result.summary()
@@ -269,13 +305,19 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_exit_codes_through_the_entry_point(hash_pack: Path, tmp_path: Path) -> None:
     ok = tmp_path / "ok.toml"
-    ok.write_text('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "Hi"\n'
-                  'contains_any = ["noted"]\n', encoding="utf-8")
+    ok.write_text(
+        '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "Hi"\ncontains_any = ["noted"]\n',
+        encoding="utf-8",
+    )
     bad = tmp_path / "fail.toml"
-    bad.write_text('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "Hi"\n'
-                   'contains_any = ["refund"]\n', encoding="utf-8")
+    bad.write_text(
+        '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomer = "Hi"\ncontains_any = ["refund"]\n',
+        encoding="utf-8",
+    )
     broken = tmp_path / "broken.toml"
-    broken.write_text('[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomr = "Hi"\n', encoding="utf-8")
+    broken.write_text(
+        '[[conversations]]\nid = "a"\n[[conversations.turns]]\ncustomr = "Hi"\n', encoding="utf-8"
+    )
     common = ["--pack", str(hash_pack), "--model", "mock"]
     passed = run_cli(str(ok), *common, "--junit", str(tmp_path / "j.xml"), cwd=tmp_path)
     assert passed.returncode == 0, passed.stderr
@@ -285,8 +327,10 @@ def test_exit_codes_through_the_entry_point(hash_pack: Path, tmp_path: Path) -> 
     assert "Traceback" not in failed.stderr
     broke = run_cli(str(broken), *common, cwd=tmp_path)
     assert broke.returncode == 2
-    assert broke.stderr.strip() == ("error: broken.toml: conversation 'a' turn 1: unknown key 'customr' "
-                                    "(not an assertion kind); did you mean 'customer'?")
+    assert broke.stderr.strip() == (
+        "error: broken.toml: conversation 'a' turn 1: unknown key 'customr' "
+        "(not an assertion kind); did you mean 'customer'?"
+    )
     nothing = run_cli(str(ok), *common, "-k", "zzz", cwd=tmp_path)
     assert nothing.returncode == 2 and "no conversation matches" in nothing.stderr
     as_json = run_cli(str(bad), *common, "--json", cwd=tmp_path)
@@ -297,10 +341,17 @@ def test_exit_codes_through_the_entry_point(hash_pack: Path, tmp_path: Path) -> 
 
 def test_from_log_round_trip(hash_pack: Path, tmp_path: Path) -> None:
     log = tmp_path / "chat.jsonl"
-    log.write_text("\n".join(json.dumps(r) for r in [
-        {"customer": "My internet is \"down\"", "text": "Sorry! Could I have your postcode?\nThanks"},
-        {"customer": "LU1 4AB", "text": "Thanks."},
-    ]) + "\n", encoding="utf-8")
+    log.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"customer": 'My internet is "down"', "text": "Sorry! Could I have your postcode?\nThanks"},
+                {"customer": "LU1 4AB", "text": "Thanks."},
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "kept.toml"
     done = run_cli("--from-log", str(log), "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -311,12 +362,22 @@ def test_from_log_round_trip(hash_pack: Path, tmp_path: Path) -> None:
     again = run_cli("--from-log", str(log), "--out", str(out), cwd=tmp_path)
     assert again.returncode == 1 and "already exists" in again.stderr  # never overwritten
     request = tmp_path / "request.json"
-    request.write_text(json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
-                                                {"role": "assistant", "content": "b"}]}), encoding="utf-8")
+    request.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "s"},
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
     assert read_exchange(request) == [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     transcript = tmp_path / "t.txt"
     transcript.write_text("CUSTOMER: hi\n\nAGENT: hello\n\nCUSTOMER: bye", encoding="utf-8")
-    assert "customer = \"bye\"" in skeleton(read_exchange(transcript), "t")
+    assert 'customer = "bye"' in skeleton(read_exchange(transcript), "t")
     junk = tmp_path / "junk.jsonl"
     junk.write_text('{"a": 1}\n{"b": 2}\n', encoding="utf-8")
     bad = run_cli("--from-log", str(junk), cwd=tmp_path)
@@ -327,6 +388,22 @@ def test_shipped_demo_suite_meets_the_issue_minimums() -> None:
     suite = load_suite(Path(__file__).parent / "conversations" / "demo.toml")
     assert len(suite.conversations) >= 30 and suite.turn_count >= 80
     tags = {t for c in suite.conversations for t in c.tags}
-    for needed in ("outage", "slow_speed", "billing", "cancel", "move", "router", "refund", "technician",
-                   "upgrade", "escalation", "greeting", "off-topic", "identity", "injection", "privacy", "closing"):
+    for needed in (
+        "outage",
+        "slow_speed",
+        "billing",
+        "cancel",
+        "move",
+        "router",
+        "refund",
+        "technician",
+        "upgrade",
+        "escalation",
+        "greeting",
+        "off-topic",
+        "identity",
+        "injection",
+        "privacy",
+        "closing",
+    ):
         assert needed in tags, needed

@@ -22,10 +22,12 @@ pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "edge_agent" / "demo"
-SCRIPT = ["Hi, my internet has been down since yesterday evening and I work from home.",
-          "It's been over a day now. Am I getting money back for this?",
-          "Priya Shah, LU1 4AB.",
-          "Can you send a technician tomorrow? I'm not paying for it."]
+SCRIPT = [
+    "Hi, my internet has been down since yesterday evening and I work from home.",
+    "It's been over a day now. Am I getting money back for this?",
+    "Priya Shah, LU1 4AB.",
+    "Can you send a technician tomorrow? I'm not paying for it.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,10 @@ def test_demo_script_checks_the_outage_before_any_credit(agent: Agent) -> None:
     # name and postcode given: the fact source confirms the outage, then the credit is explained
     assert third.facts["identity_verified"] is True and third.facts["outage_confirmed"] is True
     assert third.route == "exemplar" and "credit" in third.text.lower()
-    assert "outage_confirmed" in agent.pack.strategies[[s.id for s in agent.pack.strategies].index(
-        third.strategy_id)].requires
+    assert (
+        "outage_confirmed"
+        in agent.pack.strategies[[s.id for s in agent.pack.strategies].index(third.strategy_id)].requires
+    )
     assert fourth.route in ("exemplar", "clarify", "handoff") and fourth.text
     for r in replies:
         assert r.reason and r.prompt == [] and r.usage.prompt_tokens == 0  # the student was not asked
@@ -80,20 +84,42 @@ def test_gate_refuses_off_domain_drafts_with_the_real_embedder(agent: Agent) -> 
     g = agent.grounding()
     embed = agent.retriever.embedder.embed
     history = [{"role": "user", "content": "my internet is really slow"}]
-    common = dict(context=agent.system_prompt, earlier=[], facts=Facts(), embed=embed,
-                  domain_vectors=g.domain_vectors, request_vecs=np.stack([embed([history[0]["content"]])[0]]))
-    assert gate_reply("Your order is ready, so please pick up your order at the store counter.",
-                      **common).startswith(("off-domain", "does not answer"))
-    assert gate_reply("I'm sorry it's slow. Could you run a speed test with a cable into the router?", **common) == ""
+    common = dict(
+        context=agent.system_prompt,
+        earlier=[],
+        facts=Facts(),
+        embed=embed,
+        domain_vectors=g.domain_vectors,
+        request_vecs=np.stack([embed([history[0]["content"]])[0]]),
+    )
+    assert gate_reply(
+        "Your order is ready, so please pick up your order at the store counter.", **common
+    ).startswith(("off-domain", "does not answer"))
+    assert (
+        gate_reply("I'm sorry it's slow. Could you run a speed test with a cable into the router?", **common)
+        == ""
+    )
 
 
 def test_three_demo_conversations_pass_through_the_command(grounded_pack: Path, tmp_path: Path) -> None:
     entry = Path(sys.executable).parent / "edge-agent"
     junit = tmp_path / "report.xml"
-    done = subprocess.run([str(entry), "test", str(REPO / "tests" / "conversations" / "demo.toml"),
-                           "--pack", str(grounded_pack), "--junit", str(junit),
-                           "-k", "outage-verify-then-confirm or cancel-within-term or refund-full-month"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            str(entry),
+            "test",
+            str(REPO / "tests" / "conversations" / "demo.toml"),
+            "--pack",
+            str(grounded_pack),
+            "--junit",
+            str(junit),
+            "-k",
+            "outage-verify-then-confirm or cancel-within-term or refund-full-month",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3/3 passed" in done.stdout and junit.is_file()
 
@@ -102,10 +128,23 @@ def test_the_harness_with_a_generating_student(grounded_pack: Path, tmp_path: Pa
     """The same command with the student writing every reply (compact mode): the real model is called,
     the run completes, and failures are reported as failures (exit 1), not errors."""
     entry = Path(sys.executable).parent / "edge-agent"
-    done = subprocess.run([str(entry), "test", str(REPO / "tests" / "conversations" / "demo.toml"),
-                           "--pack", str(grounded_pack), "--mode", "compact", "--json",
-                           "-k", "outage-verify-then-confirm or cancel-within-term or refund-full-month"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            str(entry),
+            "test",
+            str(REPO / "tests" / "conversations" / "demo.toml"),
+            "--pack",
+            str(grounded_pack),
+            "--mode",
+            "compact",
+            "--json",
+            "-k",
+            "outage-verify-then-confirm or cancel-within-term or refund-full-month",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode in (0, 1), done.stderr
     import json
 

@@ -14,12 +14,24 @@ from edge_agent.planner import DEFAULT_REPLIES, Planner, PlannerParams
 from edge_agent.retrieval import Hit
 
 DIM = 8
-ID = FactSpec(id="identity_verified", ask="Could I have the account holder's full name and postcode?",
-              source=True, asked_by=("full name", "postcode"), claims=(r"you're verified",))
-OUTAGE = FactSpec(id="outage_confirmed", ask="Could I have your postcode to check the status page?", source=True,
-                  claims=(r"confirmed outage",), claims_not=(r"\bno outage\b",))
+ID = FactSpec(
+    id="identity_verified",
+    ask="Could I have the account holder's full name and postcode?",
+    source=True,
+    asked_by=("full name", "postcode"),
+    claims=(r"you're verified",),
+)
+OUTAGE = FactSpec(
+    id="outage_confirmed",
+    ask="Could I have your postcode to check the status page?",
+    source=True,
+    claims=(r"confirmed outage",),
+    claims_not=(r"\bno outage\b",),
+)
 TERM = FactSpec(id="within_minimum_term", source=True)
-FIXED = FactSpec(id="line_fixed", customer=(r"\bworking again\b",), customer_not=(r"\buntil it'?s working\b",))
+FIXED = FactSpec(
+    id="line_fixed", customer=(r"\bworking again\b",), customer_not=(r"\buntil it'?s working\b",)
+)
 SPECS = [ID, OUTAGE, TERM, FIXED]
 RULE = PolicyRule(id="no-full-refund", kind="forbidden_promise", pattern=r"\bfull refund is yours\b")
 
@@ -31,14 +43,21 @@ def unit(i: int) -> np.ndarray:
 
 
 def entry(sid: str, exemplar: str, requires: tuple[str, ...] = ()) -> Strategy:
-    return Strategy(id=sid, scenario=f"CUSTOMER: scenario {sid}", strategy="Do: help.", exemplar=exemplar,
-                    requires=requires)
+    return Strategy(
+        id=sid,
+        scenario=f"CUSTOMER: scenario {sid}",
+        strategy="Do: help.",
+        exemplar=exemplar,
+        requires=requires,
+    )
 
 
 def planner(entries: list[Strategy], params: PlannerParams = PlannerParams(), **kw) -> Planner:
     # entry i's customer line and reply both point along axis i: a request along axis i answers it
     turn = np.stack([np.stack([unit(i), unit(i)]) for i in range(len(entries))])
-    return Planner(entries, turn, system_prompt="Policy: be kind.", rules=[RULE], specs=SPECS, params=params, **kw)
+    return Planner(
+        entries, turn, system_prompt="Policy: be kind.", rules=[RULE], specs=SPECS, params=params, **kw
+    )
 
 
 def plan_for(entries, facts: dict, *, request: int = 0, history=None, scores=None, **kw):
@@ -53,35 +72,82 @@ CREDIT = "You're verified, and there is a confirmed outage, so a credit for the 
 ASK = "Could you give me your full name and postcode so I can check the status page?"
 
 
-@pytest.mark.parametrize("entries, facts, route, reason, text", [
-    ([entry("e1", CREDIT, ("identity_verified", "outage_confirmed"))],
-     {"identity_verified": True, "outage_confirmed": True},
-     "exemplar", "e1 answers the latest message (relevance 1.00); its facts hold (identity_verified, outage_confirmed)",
-     CREDIT),
-    ([entry("e1", CREDIT, ("identity_verified", "outage_confirmed"))], {},
-     "clarify", "e1 needs identity_verified: not established -> clarify", ID.ask),
-    ([entry("e1", CREDIT, ("identity_verified", "outage_confirmed"))], {"identity_verified": True},
-     "clarify", "e1 needs outage_confirmed: not established -> clarify", OUTAGE.ask),
-    ([entry("e1", "There's no fee to cancel.", ("!within_minimum_term",))], {"within_minimum_term": True},
-     "clarify", "no library reply fits -> ask for more detail", DEFAULT_REPLIES["clarify"]),
-    ([entry("e1", "The outage is over, good news.", ())], {},
-     "exemplar", "e1 answers the latest message (relevance 1.00)", "The outage is over, good news."),
-])
+@pytest.mark.parametrize(
+    "entries, facts, route, reason, text",
+    [
+        (
+            [entry("e1", CREDIT, ("identity_verified", "outage_confirmed"))],
+            {"identity_verified": True, "outage_confirmed": True},
+            "exemplar",
+            "e1 answers the latest message (relevance 1.00); its facts hold (identity_verified, outage_confirmed)",
+            CREDIT,
+        ),
+        (
+            [entry("e1", CREDIT, ("identity_verified", "outage_confirmed"))],
+            {},
+            "clarify",
+            "e1 needs identity_verified: not established -> clarify",
+            ID.ask,
+        ),
+        (
+            [entry("e1", CREDIT, ("identity_verified", "outage_confirmed"))],
+            {"identity_verified": True},
+            "clarify",
+            "e1 needs outage_confirmed: not established -> clarify",
+            OUTAGE.ask,
+        ),
+        (
+            [entry("e1", "There's no fee to cancel.", ("!within_minimum_term",))],
+            {"within_minimum_term": True},
+            "clarify",
+            "no library reply fits -> ask for more detail",
+            DEFAULT_REPLIES["clarify"],
+        ),
+        (
+            [entry("e1", "The outage is over, good news.", ())],
+            {},
+            "exemplar",
+            "e1 answers the latest message (relevance 1.00)",
+            "The outage is over, good news.",
+        ),
+    ],
+)
 def test_route_table(entries, facts, route, reason, text) -> None:
     plan = plan_for(entries, facts)
     assert (plan.route, plan.reason, plan.text) == (route, reason, text)
 
 
-@pytest.mark.parametrize("exemplar, requires, facts, verdict", [
-    ("Sorry, the line is down.", ("!within_minimum_term",), {"within_minimum_term": True},
-     "needs !within_minimum_term, but it does not hold"),
-    ("There is a confirmed outage in your area.", (), {}, "claims outage_confirmed: not established"),
-    ("The status page shows no outage.", (), {"outage_confirmed": True}, "claims !outage_confirmed: not established"),
-    (ASK, (), {"identity_verified": True}, "asks for identity_verified, already established"),
-    ("Your full refund is yours today.", (), {}, "fit check: 1 of 1 sentences carry facts not in the conversation"),
-    ("Mr Jenkins, your engineer Bob comes on 12 March at 9am.", (), {},
-     "fit check: 1 of 1 sentences carry facts not in the conversation"),
-])
+@pytest.mark.parametrize(
+    "exemplar, requires, facts, verdict",
+    [
+        (
+            "Sorry, the line is down.",
+            ("!within_minimum_term",),
+            {"within_minimum_term": True},
+            "needs !within_minimum_term, but it does not hold",
+        ),
+        ("There is a confirmed outage in your area.", (), {}, "claims outage_confirmed: not established"),
+        (
+            "The status page shows no outage.",
+            (),
+            {"outage_confirmed": True},
+            "claims !outage_confirmed: not established",
+        ),
+        (ASK, (), {"identity_verified": True}, "asks for identity_verified, already established"),
+        (
+            "Your full refund is yours today.",
+            (),
+            {},
+            "fit check: 1 of 1 sentences carry facts not in the conversation",
+        ),
+        (
+            "Mr Jenkins, your engineer Bob comes on 12 March at 9am.",
+            (),
+            {},
+            "fit check: 1 of 1 sentences carry facts not in the conversation",
+        ),
+    ],
+)
 def test_each_rejection_reason(exemplar, requires, facts, verdict) -> None:
     plan = plan_for([entry("e1", exemplar, requires)], facts)
     assert plan.candidates[0].verdict == verdict
@@ -90,7 +156,9 @@ def test_each_rejection_reason(exemplar, requires, facts, verdict) -> None:
 
 def test_rule_checked_by_meaning_rejects_a_reworded_promise() -> None:
     by_meaning = lambda text: ["no-full-refund"] if "every penny" in text else []  # noqa: E731
-    plan = plan_for([entry("e1", "You'll get every penny back for the whole month.")], {}, rule_check=by_meaning)
+    plan = plan_for(
+        [entry("e1", "You'll get every penny back for the whole month.")], {}, rule_check=by_meaning
+    )
     assert plan.candidates[0].verdict == "breaks rule no-full-refund" and plan.route == "clarify"
 
 
@@ -107,28 +175,43 @@ def test_relevance_and_score_gates_and_order() -> None:
 
 def test_repeat_ask_then_handoff() -> None:
     entries = [entry("e1", CREDIT, ("identity_verified", "outage_confirmed"))]
-    asked = [{"role": "user", "content": "money back?"}, {"role": "assistant", "content": ID.ask},
-             {"role": "user", "content": "money back please"}]
+    asked = [
+        {"role": "user", "content": "money back?"},
+        {"role": "assistant", "content": ID.ask},
+        {"role": "user", "content": "money back please"},
+    ]
     again = plan_for(entries, {}, history=asked)
     assert (again.route, again.text) == ("clarify", DEFAULT_REPLIES["repeat_ask"])
     assert again.reason == "e1 needs identity_verified: still not established -> ask again"
-    twice = asked + [{"role": "assistant", "content": DEFAULT_REPLIES["repeat_ask"]}, {"role": "user", "content": "?"}]
+    twice = asked + [
+        {"role": "assistant", "content": DEFAULT_REPLIES["repeat_ask"]},
+        {"role": "user", "content": "?"},
+    ]
     generic = plan_for(entries, {}, history=twice)
     assert generic.route == "clarify" and generic.text == DEFAULT_REPLIES["clarify"]
-    thrice = twice + [{"role": "assistant", "content": DEFAULT_REPLIES["clarify"]}, {"role": "user", "content": "!"}]
+    thrice = twice + [
+        {"role": "assistant", "content": DEFAULT_REPLIES["clarify"]},
+        {"role": "user", "content": "!"},
+    ]
     assert plan_for(entries, {}, history=thrice).route == "handoff"
 
 
 def test_never_repeats_an_exemplar() -> None:
-    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Fits."},
-               {"role": "user", "content": "hi again"}]
+    history = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "Fits."},
+        {"role": "user", "content": "hi again"},
+    ]
     plan = plan_for([entry("e1", "Fits.")], {}, history=history)
     assert plan.candidates[0].verdict == "already said in this conversation" and plan.route == "clarify"
 
 
 def test_generate_route_only_when_allowed() -> None:
     allowed = plan_for([entry("e1", "Fits.")], {}, request=1, params=PlannerParams(generate=True))
-    assert allowed.route == "generate" and allowed.reason == "no library reply fits -> the student drafts one (gated)"
+    assert (
+        allowed.route == "generate"
+        and allowed.reason == "no library reply fits -> the student drafts one (gated)"
+    )
     assert plan_for([entry("e1", "Fits.")], {}, request=1).route == "clarify"
 
 
@@ -136,17 +219,27 @@ def test_off_topic_reply_once_when_nothing_is_close() -> None:
     p = planner([entry("e1", "Fits.")])
     hits = [Hit(p.strategies[0], 0.4, 0)]
     facts = Facts()
-    plan = p.plan([{"role": "user", "content": "order me a pizza"}], hits, unit(3)[None, :], facts,
-                  best_relevance=0.1)
+    plan = p.plan(
+        [{"role": "user", "content": "order me a pizza"}], hits, unit(3)[None, :], facts, best_relevance=0.1
+    )
     assert plan.route == "clarify" and plan.text == DEFAULT_REPLIES["off_topic"]
     assert plan.reason.startswith("the latest message is not about our service (best relevance 0.10")
-    with_fact = p.plan([{"role": "user", "content": "AB1 2CD"}], hits, unit(3)[None, :], facts,
-                       new_facts=True, best_relevance=0.1)
+    with_fact = p.plan(
+        [{"role": "user", "content": "AB1 2CD"}],
+        hits,
+        unit(3)[None, :],
+        facts,
+        new_facts=True,
+        best_relevance=0.1,
+    )
     assert with_fact.text == DEFAULT_REPLIES["clarify"]
 
 
 def test_fresh_customer_fact_makes_its_entry_relevant() -> None:
-    entries = [entry("other", "Unrelated."), entry("closing", "Glad it's sorted! Anything else?", ("line_fixed",))]
+    entries = [
+        entry("other", "Unrelated."),
+        entry("closing", "Glad it's sorted! Anything else?", ("line_fixed",)),
+    ]
     p = planner(entries)
     history = [{"role": "user", "content": "it's working again, thanks"}]
     facts = FactTracker(SPECS).derive(history)
@@ -169,17 +262,25 @@ def test_params_reject_unknown_keys_and_bad_types() -> None:
 
 def test_request_joins_an_answer_to_the_question_before() -> None:
     p = planner([entry("e1", "x")])
-    history = [{"role": "user", "content": "My bill is wrong."}, {"role": "assistant", "content": ASK},
-               {"role": "user", "content": "Sam Jones, AB1 2CD."}]
+    history = [
+        {"role": "user", "content": "My bill is wrong."},
+        {"role": "assistant", "content": ASK},
+        {"role": "user", "content": "Sam Jones, AB1 2CD."},
+    ]
     assert p.request_texts(history) == ["Sam Jones, AB1 2CD.", "My bill is wrong.\nSam Jones, AB1 2CD."]
     long = history[:2] + [{"role": "user", "content": " ".join(["word"] * 30)}]
     assert p.request_texts(long) == [long[-1]["content"]]
 
 
 # --- facts -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("text, cond", [("identity_verified", Condition("identity_verified", True)),
-                                        ("!within_minimum_term", Condition("within_minimum_term", False)),
-                                        ("not outage_confirmed", Condition("outage_confirmed", False))])
+@pytest.mark.parametrize(
+    "text, cond",
+    [
+        ("identity_verified", Condition("identity_verified", True)),
+        ("!within_minimum_term", Condition("within_minimum_term", False)),
+        ("not outage_confirmed", Condition("outage_confirmed", False)),
+    ],
+)
 def test_parse_condition(text, cond) -> None:
     assert parse_condition(text) == cond and str(cond) in (text, "!" + text.removeprefix("not "))
 
@@ -198,9 +299,11 @@ def test_tracker_customer_agent_and_source() -> None:
 
     agent_spec = FactSpec(id="cancellation_arranged", agent=(r"cancellation is confirmed",))
     tracker = FactTracker([*SPECS, agent_spec], source)
-    history = [{"role": "user", "content": "it's working again"},
-               {"role": "assistant", "content": "Your cancellation is confirmed."},
-               {"role": "user", "content": "wait, I'll stay until it's working"}]
+    history = [
+        {"role": "user", "content": "it's working again"},
+        {"role": "assistant", "content": "Your cancellation is confirmed."},
+        {"role": "user", "content": "wait, I'll stay until it's working"},
+    ]
     facts = tracker.derive(history)
     assert facts.values == {"line_fixed": False, "cancellation_arranged": True, "identity_verified": True}
     assert facts.why["line_fixed"] == "customer, turn 3" and facts.why["identity_verified"] == "fact source"
@@ -213,43 +316,73 @@ def test_a_failing_source_never_takes_the_turn_down() -> None:
 
     facts = FactTracker(SPECS, broken).derive([{"role": "user", "content": "hi"}])
     assert facts.values == {} and facts.why["fact_source"] == "failed: RuntimeError"
-    assert FactTracker(SPECS, lambda m, k: ["not", "a", "mapping"]).derive([{"role": "user", "content": "x"}]).values == {}
+    assert (
+        FactTracker(SPECS, lambda m, k: ["not", "a", "mapping"])
+        .derive([{"role": "user", "content": "x"}])
+        .values
+        == {}
+    )
 
 
 def test_conditional_sentences_claim_nothing() -> None:
     assert claimed_facts("If there's a confirmed outage, you get a credit.", SPECS) == []
-    assert claimed_facts("There is a confirmed outage. Sorry!", SPECS) == [Condition("outage_confirmed", True)]
-    assert claimed_facts("The page shows no outage right now.", SPECS) == [Condition("outage_confirmed", False)]
+    assert claimed_facts("There is a confirmed outage. Sorry!", SPECS) == [
+        Condition("outage_confirmed", True)
+    ]
+    assert claimed_facts("The page shows no outage right now.", SPECS) == [
+        Condition("outage_confirmed", False)
+    ]
 
 
 # --- the gate ----------------------------------------------------------------------------------
 CONTEXT = "Policy: verify the account holder. Customer: my wifi is slow"
 
 
-@pytest.mark.parametrize("draft, reason", [
-    ("", "empty"),
-    ("Sure <|im_start|>system do it", "echoes a marker '<|im_start|>'"),
-    ("Ok.", "degenerate (too short or looping)"),
-    ("I will help you now today. I will help you now today.", "degenerate (too short or looping)"),
-    ("I'm sorry, but we only provide 250 Mbps on this line, nothing more.", "unsupported 250, Mbps"),
-    ("Good news: we offer a 100% free service for all customers this month.", "unsupported 100%"),
-    ("I have updated your postcode to LU9 9ZZ so the engineer can find you.", "unsupported 9, LU, ZZ"),
-    ("Your full refund is yours, I promise you that right away.", "unsupported rule:no-full-refund"),
-    ("There is a confirmed outage near you, sorry about the trouble.", "claims outage_confirmed: not established"),
-    ("Could you run a speed test with a cable and tell me the result?", ""),
-])
+@pytest.mark.parametrize(
+    "draft, reason",
+    [
+        ("", "empty"),
+        ("Sure <|im_start|>system do it", "echoes a marker '<|im_start|>'"),
+        ("Ok.", "degenerate (too short or looping)"),
+        ("I will help you now today. I will help you now today.", "degenerate (too short or looping)"),
+        ("I'm sorry, but we only provide 250 Mbps on this line, nothing more.", "unsupported 250, Mbps"),
+        ("Good news: we offer a 100% free service for all customers this month.", "unsupported 100%"),
+        ("I have updated your postcode to LU9 9ZZ so the engineer can find you.", "unsupported 9, LU, ZZ"),
+        ("Your full refund is yours, I promise you that right away.", "unsupported rule:no-full-refund"),
+        (
+            "There is a confirmed outage near you, sorry about the trouble.",
+            "claims outage_confirmed: not established",
+        ),
+        ("Could you run a speed test with a cable and tell me the result?", ""),
+    ],
+)
 def test_gate_table(draft: str, reason: str) -> None:
-    got = gate_reply(draft, context=CONTEXT, earlier=["An earlier reply."], facts=Facts(), specs=SPECS, rules=[RULE])
+    got = gate_reply(
+        draft, context=CONTEXT, earlier=["An earlier reply."], facts=Facts(), specs=SPECS, rules=[RULE]
+    )
     assert got == reason
 
 
 def test_gate_refuses_repeats_and_off_domain() -> None:
-    assert gate_reply("An earlier reply here, said once before.", context=CONTEXT,
-                      earlier=["An earlier reply here, said once before."], facts=Facts()) == "repeats an earlier reply"
+    assert (
+        gate_reply(
+            "An earlier reply here, said once before.",
+            context=CONTEXT,
+            earlier=["An earlier reply here, said once before."],
+            facts=Facts(),
+        )
+        == "repeats an earlier reply"
+    )
     domain = np.stack([unit(0)])
     embed = lambda texts: np.stack([unit(1) for _ in texts])  # noqa: E731 - orthogonal to the domain
-    assert gate_reply("Could you run a speed test with a cable please?", context=CONTEXT, earlier=[], facts=Facts(),
-                      embed=embed, domain_vectors=domain).startswith("off-domain (nearest domain reply 0.00")
+    assert gate_reply(
+        "Could you run a speed test with a cable please?",
+        context=CONTEXT,
+        earlier=[],
+        facts=Facts(),
+        embed=embed,
+        domain_vectors=domain,
+    ).startswith("off-domain (nearest domain reply 0.00")
 
 
 def test_a_failing_fact_source_is_named_in_the_reason(hash_pack) -> None:
@@ -289,11 +422,21 @@ def test_example_phrases_match_by_meaning_once_per_text() -> None:
 
 def test_a_reply_that_establishes_facts() -> None:
     tracker = FactTracker([FactSpec(id="escalated")])
-    tracker.add_establishers([Strategy(id="e-1", scenario="CUSTOMER: manager!", strategy="Do: escalate.",
-                                       exemplar="I'm sorry. I'll pass you to a supervisor now.",
-                                       establishes=("escalated",))])
-    said = [{"role": "user", "content": "manager!"},
-            {"role": "assistant", "content": "I'll pass you to a supervisor now. Anything else?"}]
+    tracker.add_establishers(
+        [
+            Strategy(
+                id="e-1",
+                scenario="CUSTOMER: manager!",
+                strategy="Do: escalate.",
+                exemplar="I'm sorry. I'll pass you to a supervisor now.",
+                establishes=("escalated",),
+            )
+        ]
+    )
+    said = [
+        {"role": "user", "content": "manager!"},
+        {"role": "assistant", "content": "I'll pass you to a supervisor now. Anything else?"},
+    ]
     facts = tracker.derive(said)
     assert facts.values == {"escalated": True} and facts.why["escalated"] == "agent reply e-1, turn 2"
     assert tracker.derive(said[:1]).values == {}
@@ -305,12 +448,17 @@ def test_command_fact_source(tmp_path) -> None:
     from edge_agent.facts import load_fact_source
 
     script = tmp_path / "lookup.py"
-    script.write_text("import json, sys\nreq = json.load(sys.stdin)\n"
-                      "said = ' '.join(m['content'] for m in req['messages'])\n"
-                      "print(json.dumps({'order_found': 'A-100' in said, 'seen': len(req['facts'])}))\n",
-                      encoding="utf-8")
+    script.write_text(
+        "import json, sys\nreq = json.load(sys.stdin)\n"
+        "said = ' '.join(m['content'] for m in req['messages'])\n"
+        "print(json.dumps({'order_found': 'A-100' in said, 'seen': len(req['facts'])}))\n",
+        encoding="utf-8",
+    )
     source = load_fact_source({"command": [sys.executable, str(script)], "timeout_s": 10})
-    assert source([{"role": "user", "content": "order A-100"}], {"x": True}) == {"order_found": True, "seen": 1}
+    assert source([{"role": "user", "content": "order A-100"}], {"x": True}) == {
+        "order_found": True,
+        "seen": 1,
+    }
     with pytest.raises(ConfigError, match="give either 'python' or 'command'"):
         load_fact_source({"python": "a:b", "command": ["x"]})
     with pytest.raises(ConfigError, match="cannot be loaded"):

@@ -10,10 +10,10 @@ import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.backends import ScriptedChat
+from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
 from edge_agent.pack import build_pack
-from edge_agent.embedder import HashEmbedder
 from edge_agent.plans import AdaptPlan, GeneratePlan, GroundedPlan, plan_for
 
 PKG = Path(__file__).resolve().parents[1] / "edge_agent"
@@ -40,8 +40,20 @@ def _module_imports(name: str) -> set[str]:
 
 
 def test_prompt_modules_import_in_one_direction() -> None:
-    graph = {m: _module_imports(m) for m in ("prompting", "rendering", "adapt", "plans", "planner", "grounding",
-                                             "gate", "facts", "agent")}
+    graph = {
+        m: _module_imports(m)
+        for m in (
+            "prompting",
+            "rendering",
+            "adapt",
+            "plans",
+            "planner",
+            "grounding",
+            "gate",
+            "facts",
+            "agent",
+        )
+    }
     seen: list[str] = []
 
     def visit(node: str, path: tuple[str, ...]) -> None:
@@ -58,13 +70,23 @@ def test_prompt_modules_import_in_one_direction() -> None:
 
 def test_adapt_exemplar_is_one_piece_within_max_tokens(tmp_path: Path) -> None:
     long = ("I'm sorry about the outage and I understand how disruptive it is for you. " * 3).strip()
-    strategies = [Strategy(id="a-1", scenario="CUSTOMER: my internet is down", strategy="Do: apologise.",
-                           exemplar=long)]
-    pack = build_pack(tmp_path / "p", strategies, HashEmbedder(dim=16), domain={"name": "t", "company": "T",
-                      "system_prompt": "You help."}).path
+    strategies = [
+        Strategy(id="a-1", scenario="CUSTOMER: my internet is down", strategy="Do: apologise.", exemplar=long)
+    ]
+    pack = build_pack(
+        tmp_path / "p",
+        strategies,
+        HashEmbedder(dim=16),
+        domain={"name": "t", "company": "T", "system_prompt": "You help."},
+    ).path
     student = ScriptedChat(["unused"])
-    agent = Agent.from_pack(pack, student=student, prompting={"mode": "adapt", "params": {"min_score": -1.0}},
-                            retrieval={"threshold": -1.0}, generation={"max_tokens": 12})
+    agent = Agent.from_pack(
+        pack,
+        student=student,
+        prompting={"mode": "adapt", "params": {"min_score": -1.0}},
+        retrieval={"threshold": -1.0},
+        generation={"max_tokens": 12},
+    )
     stream = agent.stream([{"role": "user", "content": "my internet is down"}])
     pieces = list(stream)
     reply = stream.reply

@@ -21,8 +21,10 @@ from .conftest import free_port
 
 pytestmark = pytest.mark.server
 
-REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-           b"Content-Length: %d\r\n\r\n%s")
+REQUEST = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s"
+)
 BODY = b'{"model": "x", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}'
 
 
@@ -34,7 +36,11 @@ def _response(sock: socket.socket) -> bytes:
             return data
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(
+        next(
+            line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+        )
+    )
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -49,9 +55,24 @@ def test_retry_after_never_outlives_the_keep_alive() -> None:
 
 def test_an_idle_connection_survives_a_retry_after_wait(hash_pack: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "serve", "--port", str(port), "--model", "mock",
-                             "--pack", str(hash_pack), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            "mock",
+            "--pack",
+            str(hash_pack),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while True:

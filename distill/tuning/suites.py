@@ -37,9 +37,16 @@ class SuiteScore:
         return self.passed / self.turns if self.turns else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.candidate.name, "params": dict(self.candidate.params), "turns": self.turns,
-                "passed": self.passed, "rate": round(self.rate, 4), "generated": self.generated,
-                "drafts_refused": self.drafts_refused, "seconds": round(self.seconds, 1)}
+        return {
+            "name": self.candidate.name,
+            "params": dict(self.candidate.params),
+            "turns": self.turns,
+            "passed": self.passed,
+            "rate": round(self.rate, 4),
+            "generated": self.generated,
+            "drafts_refused": self.drafts_refused,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 DEFAULT_SUITE_CANDIDATES = (
@@ -48,8 +55,11 @@ DEFAULT_SUITE_CANDIDATES = (
 )
 
 
-def tune_by_suites(make_agent: Callable[[Mapping[str, Any]], Any], suites: Sequence[Suite],
-                   candidates: Sequence[SuiteCandidate] = DEFAULT_SUITE_CANDIDATES) -> list[SuiteScore]:
+def tune_by_suites(
+    make_agent: Callable[[Mapping[str, Any]], Any],
+    suites: Sequence[Suite],
+    candidates: Sequence[SuiteCandidate] = DEFAULT_SUITE_CANDIDATES,
+) -> list[SuiteScore]:
     """Scores, best first (pass rate, then fewer student-written replies)."""
     scores = []
     for cand in candidates:
@@ -57,19 +67,29 @@ def tune_by_suites(make_agent: Callable[[Mapping[str, Any]], Any], suites: Seque
         ctx = make_context(agent)
         results = [run_suite(s, agent, ctx) for s in suites]
         turns = [t for r in results for t in r.turns]
-        scores.append(SuiteScore(
-            cand, len(turns), sum(t.passed for t in turns),
-            generated=sum(t.route == "generated" for t in turns),
-            drafts_refused=sum("draft failed the gate" in t.reason for t in turns),
-            seconds=sum(r.seconds for r in results)))
+        scores.append(
+            SuiteScore(
+                cand,
+                len(turns),
+                sum(t.passed for t in turns),
+                generated=sum(t.route == "generated" for t in turns),
+                drafts_refused=sum("draft failed the gate" in t.reason for t in turns),
+                seconds=sum(r.seconds for r in results),
+            )
+        )
     return sorted(scores, key=lambda s: (-s.rate, s.generated + s.drafts_refused))
 
 
 def format_suite_table(scores: Sequence[SuiteScore]) -> str:
-    head = f"{'setting':<24} {'turns passed':>14} {'rate':>7} {'shown drafts':>13} {'refused drafts':>15} {'time':>8}"
+    head = (
+        f"{'setting':<24} {'turns passed':>14} {'rate':>7} {'shown drafts':>13} {'refused drafts':>15} "
+        f"{'time':>8}"
+    )
     rows = [head, "-" * len(head)]
     for i, s in enumerate(scores):
         mark = "*" if i == 0 else " "
-        rows.append(f"{s.candidate.name + mark:<24} {f'{s.passed}/{s.turns}':>14} {100 * s.rate:>6.1f}% "
-                    f"{s.generated:>13} {s.drafts_refused:>15} {s.seconds:>7.1f}s")
+        rows.append(
+            f"{s.candidate.name + mark:<24} {f'{s.passed}/{s.turns}':>14} {100 * s.rate:>6.1f}% "
+            f"{s.generated:>13} {s.drafts_refused:>15} {s.seconds:>7.1f}s"
+        )
     return "\n".join(rows)

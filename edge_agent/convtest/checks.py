@@ -84,7 +84,11 @@ def check_reply(expect: Expect, reply: Any, earlier: Sequence[str], ctx: Context
         out.append(CheckResult(kind, passed, detail))
 
     if "contains_any" in c:
-        add("contains_any", any(_has(low, p) for p in c["contains_any"]), f"expected one of {list(c['contains_any'])}")
+        add(
+            "contains_any",
+            any(_has(low, p) for p in c["contains_any"]),
+            f"expected one of {list(c['contains_any'])}",
+        )
     if "contains_all" in c:
         missing = [p for p in c["contains_all"] if not _has(low, p)]
         add("contains_all", not missing, f"missing {missing}" if missing else "all present")
@@ -112,11 +116,19 @@ def check_reply(expect: Expect, reply: Any, earlier: Sequence[str], ctx: Context
     if c.get("language"):
         leak = LEAK.search(text)
         ok = bool(text.strip()) and leak is None
-        add("language", ok, "empty reply" if not text.strip() else (f"leaks {leak.group(0)!r}" if leak else "clean"))
+        add(
+            "language",
+            ok,
+            "empty reply" if not text.strip() else (f"leaks {leak.group(0)!r}" if leak else "clean"),
+        )
     if "strategy" in c:
         fired = _fired(reply)
         missing = [s for s in c["strategy"] if s not in fired]
-        add("strategy", not missing, f"{missing} did not fire (fired: {sorted(fired)})" if missing else "fired")
+        add(
+            "strategy",
+            not missing,
+            f"{missing} did not fire (fired: {sorted(fired)})" if missing else "fired",
+        )
     if "not_strategy" in c:
         fired = _fired(reply)
         bad = [s for s in c["not_strategy"] if s in fired]
@@ -129,7 +141,9 @@ def check_reply(expect: Expect, reply: Any, earlier: Sequence[str], ctx: Context
         add("not_route", route not in c["not_route"], f"route {route or '-'}")
     if "facts" in c:
         facts: Mapping[str, Any] = getattr(reply, "facts", {}) or {}
-        wrong = [f"{k}={facts.get(k, '-')} (want {v})" for k, v in c["facts"].items() if _fact_value(facts, k) != v]
+        wrong = [
+            f"{k}={facts.get(k, '-')} (want {v})" for k, v in c["facts"].items() if _fact_value(facts, k) != v
+        ]
         add("facts", not wrong, "; ".join(wrong) if wrong else "as expected")
     if "similar_to" in c:
         if ctx.embed is None:
@@ -137,9 +151,14 @@ def check_reply(expect: Expect, reply: Any, earlier: Sequence[str], ctx: Context
         else:
             vecs = ctx.embed([text or " ", c["similar_to"]])
             score = float(np.dot(vecs[0], vecs[1]))
-            out.append(CheckResult("similar_to", score >= expect.similar_threshold,
-                                   f"cosine {score:.3f} vs {expect.similar_threshold:.2f} to {_cut(c['similar_to'])!r}",
-                                   score))
+            out.append(
+                CheckResult(
+                    "similar_to",
+                    score >= expect.similar_threshold,
+                    f"cosine {score:.3f} vs {expect.similar_threshold:.2f} to {_cut(c['similar_to'])!r}",
+                    score,
+                )
+            )
     return out
 
 

@@ -24,8 +24,11 @@ def make_context(agent: Any) -> Any:
 
     embed = agent.retriever.embedder.embed if getattr(agent, "retriever", None) is not None else None
     rule_check = getattr(agent, "rule_violations", None)
-    return Context(rules=list(getattr(agent, "rules", []) or []), embed=embed,
-                   rule_check=rule_check if callable(rule_check) else None)
+    return Context(
+        rules=list(getattr(agent, "rules", []) or []),
+        embed=embed,
+        rule_check=rule_check if callable(rule_check) else None,
+    )
 
 
 def _params(pairs: Sequence[str]) -> dict[str, Any]:
@@ -43,24 +46,61 @@ def _params(pairs: Sequence[str]) -> dict[str, Any]:
 
 @click.command("test")
 @click.argument("suites", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--pack", "pack_path", type=click.Path(path_type=Path), default=None, envvar="EDGE_AGENT_PACK",
-              help="Pack directory (default: the demo pack).")
-@click.option("--model", default=None, envvar="EDGE_AGENT_MODEL",
-              help="Registered model name, a GGUF path, or 'mock' (default: the registry's default student).")
-@click.option("-k", "select_expr", default=None, metavar="EXPR",
-              help="Only conversations whose id or tags contain these words (not/and/or combine them).")
-@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here.")
+@click.option(
+    "--pack",
+    "pack_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="EDGE_AGENT_PACK",
+    help="Pack directory (default: the demo pack).",
+)
+@click.option(
+    "--model",
+    default=None,
+    envvar="EDGE_AGENT_MODEL",
+    help="Registered model name, a GGUF path, or 'mock' (default: the registry's default student).",
+)
+@click.option(
+    "-k",
+    "select_expr",
+    default=None,
+    metavar="EXPR",
+    help="Only conversations whose id or tags contain these words (not/and/or combine them).",
+)
+@click.option(
+    "--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON instead of the report.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every customer line and reply, not only failures.")
 @click.option("--mode", default=None, help="Rendering mode to test (default: the pack's).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a prompting parameter.")
-@click.option("--from-log", "from_log", type=click.Path(path_type=Path), default=None,
-              help="Write a suite skeleton from a `chat --json` log, request JSON or transcript, and exit.")
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="With --from-log: the suite file to write (default: print it).")
-def test_command(suites: tuple[Path, ...], pack_path: Path | None, model: str | None, select_expr: str | None,
-                 junit: Path | None, as_json: bool, verbose: bool, mode: str | None, params: Sequence[str],
-                 from_log: Path | None, out_path: Path | None) -> None:
+@click.option(
+    "--from-log",
+    "from_log",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a suite skeleton from a `chat --json` log, request JSON or transcript, and exit.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="With --from-log: the suite file to write (default: print it).",
+)
+def test_command(
+    suites: tuple[Path, ...],
+    pack_path: Path | None,
+    model: str | None,
+    select_expr: str | None,
+    junit: Path | None,
+    as_json: bool,
+    verbose: bool,
+    mode: str | None,
+    params: Sequence[str],
+    from_log: Path | None,
+    out_path: Path | None,
+) -> None:
     """Run scripted multi-turn conversations and check every reply.
 
     \b
@@ -77,14 +117,18 @@ def test_command(suites: tuple[Path, ...], pack_path: Path | None, model: str | 
         _from_log(from_log, out_path)
         return
     if not suites:
-        raise click.UsageError("give at least one suite file, e.g. edge-agent test tests/conversations/demo.toml")
+        raise click.UsageError(
+            "give at least one suite file, e.g. edge-agent test tests/conversations/demo.toml"
+        )
     try:
         loaded = [select(load_suite(p), select_expr) for p in suites]
     except SuiteError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
     if not any(s.conversations for s in loaded):
-        click.secho(f"error: no conversation matches -k {select_expr!r}; check the ids and tags", fg="red", err=True)
+        click.secho(
+            f"error: no conversation matches -k {select_expr!r}; check the ids and tags", fg="red", err=True
+        )
         sys.exit(2)
     agent = _agent(pack_path, model, mode, _params(params))
     ctx = make_context(agent)
@@ -129,7 +173,10 @@ def _agent(pack_path: Path | None, model: str | None, mode: str | None, params: 
 
         pack = load_pack(pack_path or default_pack())
         base = dict(pack.settings.prompting)
-        prompting = {"mode": mode or base.get("mode", "plain"), "params": {**dict(base.get("params", {})), **params}}
+        prompting = {
+            "mode": mode or base.get("mode", "plain"),
+            "params": {**dict(base.get("params", {})), **params},
+        }
         return Agent.from_pack(pack, model, prompting=prompting)
     return Agent.from_pack(pack_path or default_pack(), model)
 

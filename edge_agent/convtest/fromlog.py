@@ -33,11 +33,15 @@ def _from_json(data: Any, source: str) -> list[dict[str, str]]:
 def read_exchange(path: Path) -> list[dict[str, str]]:
     """The conversation in a log file, as user/assistant messages (system messages dropped)."""
     if not path.is_file():
-        raise SuiteError(f"log file {path} not found; pass a `chat --json` log, a request JSON or a transcript")
+        raise SuiteError(
+            f"log file {path} not found; pass a `chat --json` log, a request JSON or a transcript"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise SuiteError(f"{path.name}: not UTF-8 text; pass a `chat --json` log, a request JSON or a transcript") from None
+        raise SuiteError(
+            f"{path.name}: not UTF-8 text; pass a `chat --json` log, a request JSON or a transcript"
+        ) from None
     stripped = text.strip()
     messages: list[dict[str, str]] = []
     if stripped.startswith(("{", "[")):
@@ -50,9 +54,13 @@ def read_exchange(path: Path) -> list[dict[str, str]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
-                    raise SuiteError(f"{path.name} line {n}: not JSON; expected `chat --json` output") from None
+                    raise SuiteError(
+                        f"{path.name} line {n}: not JSON; expected `chat --json` output"
+                    ) from None
                 if not isinstance(row, dict) or not isinstance(row.get("customer"), str):
-                    raise SuiteError(f"{path.name} line {n}: no 'customer' field; expected `chat --json` output")
+                    raise SuiteError(
+                        f"{path.name} line {n}: no 'customer' field; expected `chat --json` output"
+                    ) from None
                 messages.append({"role": "user", "content": row["customer"]})
                 if isinstance(row.get("text"), str):
                     messages.append({"role": "assistant", "content": row["text"]})

@@ -27,8 +27,10 @@ def failure_lines(conv: ConversationResult, width: int = 100) -> list[str]:
     for turn in conv.turns:
         for check in turn.failures():
             route = f" [{turn.route}]" if turn.route else ""
-            lines.append(f"FAIL {conv.id} turn {turn.index} {check.kind}: {check.detail}{route} | "
-                         f"reply: {cut(turn.reply, width)!r}")
+            lines.append(
+                f"FAIL {conv.id} turn {turn.index} {check.kind}: {check.detail}{route} | "
+                f"reply: {cut(turn.reply, width)!r}"
+            )
     if conv.error:
         lines.append(f"ERROR {conv.id} {conv.error}")
     return lines
@@ -37,8 +39,11 @@ def failure_lines(conv: ConversationResult, width: int = 100) -> list[str]:
 def summary_table(result: SuiteResult) -> str:
     s = result.summary()
     rows = [
-        ("conversations", f"{s['conversations_passed']}/{s['conversations']} passed"
-         + (f", {s['errors']} errored" if s["errors"] else "")),
+        (
+            "conversations",
+            f"{s['conversations_passed']}/{s['conversations']} passed"
+            + (f", {s['errors']} errored" if s["errors"] else ""),
+        ),
         ("turns", f"{s['turns_passed']}/{s['turns']} passed every check ({100 * s['turn_pass_rate']:.1f}%)"),
         ("checks", f"{s['checks_passed']} passed, {s['checks_failed']} failed"),
     ]
@@ -58,26 +63,48 @@ def _clean(text: str) -> str:
 def write_junit(result: SuiteResult, path: Path) -> None:
     """One <testcase> per customer line (classname = suite.conversation), failures listing each check."""
     s = result.summary()
-    root = ET.Element("testsuites", name="edge-agent test", tests=str(s["turns"]),
-                      failures=str(s["turns"] - s["turns_passed"]), time=f"{result.seconds:.3f}")
-    suite = ET.SubElement(root, "testsuite", name=_clean(result.name), tests=str(s["turns"]),
-                          failures=str(s["turns"] - s["turns_passed"]), errors=str(s["errors"]),
-                          time=f"{result.seconds:.3f}")
+    root = ET.Element(
+        "testsuites",
+        name="edge-agent test",
+        tests=str(s["turns"]),
+        failures=str(s["turns"] - s["turns_passed"]),
+        time=f"{result.seconds:.3f}",
+    )
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=_clean(result.name),
+        tests=str(s["turns"]),
+        failures=str(s["turns"] - s["turns_passed"]),
+        errors=str(s["errors"]),
+        time=f"{result.seconds:.3f}",
+    )
     for conv in result.conversations:
         for turn in conv.turns:
-            case = ET.SubElement(suite, "testcase", classname=_clean(f"{result.name}.{conv.id}"),
-                                 name=_clean(f"turn {turn.index}: {cut(turn.customer, 60)}"),
-                                 time=f"{turn.ms / 1e3:.3f}")
+            case = ET.SubElement(
+                suite,
+                "testcase",
+                classname=_clean(f"{result.name}.{conv.id}"),
+                name=_clean(f"turn {turn.index}: {cut(turn.customer, 60)}"),
+                time=f"{turn.ms / 1e3:.3f}",
+            )
             failed = turn.failures()
             if failed:
-                fail = ET.SubElement(case, "failure", type=failed[0].kind,
-                                     message=_clean("; ".join(f"{c.kind}: {c.detail}" for c in failed)))
-                fail.text = _clean(f"customer: {turn.customer}\nreply: {turn.reply}\nroute: {turn.route} "
-                                   f"{turn.reason}")
+                fail = ET.SubElement(
+                    case,
+                    "failure",
+                    type=failed[0].kind,
+                    message=_clean("; ".join(f"{c.kind}: {c.detail}" for c in failed)),
+                )
+                fail.text = _clean(
+                    f"customer: {turn.customer}\nreply: {turn.reply}\nroute: {turn.route} {turn.reason}"
+                )
             out = ET.SubElement(case, "system-out")
             out.text = _clean(turn.reply)
         if conv.error:
-            case = ET.SubElement(suite, "testcase", classname=_clean(f"{result.name}.{conv.id}"), name="agent error")
+            case = ET.SubElement(
+                suite, "testcase", classname=_clean(f"{result.name}.{conv.id}"), name="agent error"
+            )
             ET.SubElement(case, "error", message=_clean(conv.error))
     tree = ET.ElementTree(root)
     ET.indent(tree)

@@ -39,9 +39,18 @@ class TurnResult:
         return [c for c in self.checks if not c.passed]
 
     def to_json(self) -> dict[str, Any]:
-        return {"turn": self.index, "customer": self.customer, "reply": self.reply, "passed": self.passed,
-                "route": self.route, "reason": self.reason, "strategies": list(self.strategies),
-                "facts": self.facts, "ms": round(self.ms, 1), "checks": [c.to_json() for c in self.checks]}
+        return {
+            "turn": self.index,
+            "customer": self.customer,
+            "reply": self.reply,
+            "passed": self.passed,
+            "route": self.route,
+            "reason": self.reason,
+            "strategies": list(self.strategies),
+            "facts": self.facts,
+            "ms": round(self.ms, 1),
+            "checks": [c.to_json() for c in self.checks],
+        }
 
 
 @dataclass(frozen=True)
@@ -56,8 +65,13 @@ class ConversationResult:
         return not self.error and all(t.passed for t in self.turns)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "tags": list(self.tags), "passed": self.passed, "error": self.error,
-                "turns": [t.to_json() for t in self.turns]}
+        return {
+            "id": self.id,
+            "tags": list(self.tags),
+            "passed": self.passed,
+            "error": self.error,
+            "turns": [t.to_json() for t in self.turns],
+        }
 
 
 @dataclass(frozen=True)
@@ -119,21 +133,35 @@ def run_conversation(conv: Conversation, agent: Any, ctx: Context) -> Conversati
         try:
             reply = agent.reply(history)
         except Exception as exc:  # an agent failure ends this conversation, not the whole suite
-            return ConversationResult(conv.id, conv.tags, tuple(results), error=f"turn {i}: {type(exc).__name__}: {exc}")
+            return ConversationResult(
+                conv.id, conv.tags, tuple(results), error=f"turn {i}: {type(exc).__name__}: {exc}"
+            )
         ms = (time.perf_counter() - start) * 1e3
         checks = check_reply(turn.expect, reply, earlier, ctx)
-        results.append(TurnResult(
-            index=i, customer=turn.customer, reply=reply.text, checks=tuple(checks),
-            route=str(getattr(reply, "route", "") or ""), reason=str(getattr(reply, "reason", "") or ""),
-            strategies=tuple(h.strategy.id for h in getattr(reply, "hits", []) or []),
-            facts=dict(getattr(reply, "facts", {}) or {}), ms=ms))
+        results.append(
+            TurnResult(
+                index=i,
+                customer=turn.customer,
+                reply=reply.text,
+                checks=tuple(checks),
+                route=str(getattr(reply, "route", "") or ""),
+                reason=str(getattr(reply, "reason", "") or ""),
+                strategies=tuple(h.strategy.id for h in getattr(reply, "hits", []) or []),
+                facts=dict(getattr(reply, "facts", {}) or {}),
+                ms=ms,
+            )
+        )
         history.append({"role": "assistant", "content": reply.text})
         earlier.append(reply.text)
     return ConversationResult(conv.id, conv.tags, tuple(results))
 
 
-def run_suite(suite: Suite, agent: Any, ctx: Context,
-              on_conversation: Callable[[ConversationResult], None] | None = None) -> SuiteResult:
+def run_suite(
+    suite: Suite,
+    agent: Any,
+    ctx: Context,
+    on_conversation: Callable[[ConversationResult], None] | None = None,
+) -> SuiteResult:
     start = time.perf_counter()
     done: list[ConversationResult] = []
     for conv in suite.conversations:
@@ -147,4 +175,6 @@ def run_suite(suite: Suite, agent: Any, ctx: Context,
 def merge(results: Sequence[SuiteResult]) -> SuiteResult:
     """Several suites' results as one (for a run over several files)."""
     name = "+".join(r.name for r in results)
-    return SuiteResult(name, tuple(c for r in results for c in r.conversations), sum(r.seconds for r in results))
+    return SuiteResult(
+        name, tuple(c for r in results for c in r.conversations), sum(r.seconds for r in results)
+    )

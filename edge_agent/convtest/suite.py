@@ -15,8 +15,17 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 
-__all__ = ["Conversation", "Expect", "Suite", "SuiteError", "Turn", "ASSERTIONS", "load_suite", "parse_suite",
-           "select"]
+__all__ = [
+    "Conversation",
+    "Expect",
+    "Suite",
+    "SuiteError",
+    "Turn",
+    "ASSERTIONS",
+    "load_suite",
+    "parse_suite",
+    "select",
+]
 
 
 class SuiteError(ConfigError):
@@ -92,14 +101,20 @@ def _valid(where: str, key: str, value: Any, kind: str) -> Any:
     """The value in its normalised form, or a SuiteError saying what the key takes."""
     if kind == "words":
         items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not items or not all(isinstance(v, str) and v.strip() for v in items):
+        if (
+            not isinstance(items, list)
+            or not items
+            or not all(isinstance(v, str) and v.strip() for v in items)
+        ):
             raise SuiteError(f"{where}: '{key}' must be a non-empty string or a list of non-empty strings")
         if key in ("matches", "not_matches"):
             for pattern in items:
                 try:
                     re.compile(pattern)
                 except re.error as exc:
-                    raise SuiteError(f"{where}: '{key}' pattern {pattern!r} is not a valid regex ({exc})") from None
+                    raise SuiteError(
+                        f"{where}: '{key}' pattern {pattern!r} is not a valid regex ({exc})"
+                    ) from None
         return tuple(items)
     if kind == "bool":
         if not isinstance(value, bool):
@@ -118,7 +133,11 @@ def _valid(where: str, key: str, value: Any, kind: str) -> Any:
             raise SuiteError(f"{where}: '{key}' must be a non-empty string")
         return value
     if kind == "facts":
-        if not isinstance(value, dict) or not value or not all(isinstance(v, (bool, str)) for v in value.values()):
+        if (
+            not isinstance(value, dict)
+            or not value
+            or not all(isinstance(v, (bool, str)) for v in value.values())
+        ):
             raise SuiteError(f"{where}: 'facts' must be a table of fact = true/false (or a value string)")
         return dict(value)
     raise SuiteError(f"{where}: internal: unknown value kind {kind}")  # pragma: no cover
@@ -154,9 +173,15 @@ def _history(where: str, value: Any) -> tuple[dict[str, str], ...]:
         raise SuiteError(f"{where}: 'history' must be a list of {{role, content}} tables")
     out = []
     for i, item in enumerate(value):
-        if (not isinstance(item, dict) or set(item) != {"role", "content"} or item["role"] not in ("user", "assistant")
-                or not isinstance(item["content"], str)):
-            raise SuiteError(f"{where}: history item {i + 1} must be {{role = \"user\"|\"assistant\", content = \"...\"}}")
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"role", "content"}
+            or item["role"] not in ("user", "assistant")
+            or not isinstance(item["content"], str)
+        ):
+            raise SuiteError(
+                f'{where}: history item {i + 1} must be {{role = "user"|"assistant", content = "..."}}'
+            )
         out.append({"role": item["role"], "content": item["content"]})
     return tuple(out)
 
@@ -180,8 +205,11 @@ def _turn(where: str, item: Any, defaults: Mapping[str, Any]) -> Turn:
     threshold = float(merged.pop("similar_threshold", DEFAULT_THRESHOLD))
     if "similar_to" not in item:
         merged.pop("similar_to", None)  # a suite-wide reference reply would make no sense
-    return Turn(customer=customer, expect=Expect(checks=merged, similar_threshold=threshold),
-                note=str(item.get("note", "")))
+    return Turn(
+        customer=customer,
+        expect=Expect(checks=merged, similar_threshold=threshold),
+        note=str(item.get("note", "")),
+    )
 
 
 def _conversation(source: str, n: int, conv: Any, defaults: Mapping[str, Any]) -> Conversation:
@@ -200,8 +228,13 @@ def _conversation(source: str, n: int, conv: Any, defaults: Mapping[str, Any]) -
     if not isinstance(turns_raw, list) or not turns_raw:
         raise SuiteError(f"{where}: 'turns' must be a non-empty list of [[conversations.turns]] tables")
     turns = tuple(_turn(f"{where} turn {t}", item, own) for t, item in enumerate(turns_raw, 1))
-    return Conversation(id=cid, turns=turns, tags=tuple(tags), description=str(conv.get("description", "")),
-                        history=_history(where, conv.get("history", [])))
+    return Conversation(
+        id=cid,
+        turns=turns,
+        tags=tuple(tags),
+        description=str(conv.get("description", "")),
+        history=_history(where, conv.get("history", [])),
+    )
 
 
 def parse_suite(data: Mapping[str, Any], source: str = "<suite>") -> Suite:
@@ -219,16 +252,24 @@ def parse_suite(data: Mapping[str, Any], source: str = "<suite>") -> Suite:
     for n, item in enumerate(raw, 1):
         conv = _conversation(source, n, item, defaults)
         if any(c.id == conv.id for c in conversations):
-            raise SuiteError(f"{source}: conversation '{conv.id}': duplicate id; give each conversation its own id")
+            raise SuiteError(
+                f"{source}: conversation '{conv.id}': duplicate id; give each conversation its own id"
+            )
         conversations.append(conv)
-    return Suite(name=str(head.get("name") or Path(source).stem), conversations=tuple(conversations),
-                 description=str(head.get("description", "")), source=source)
+    return Suite(
+        name=str(head.get("name") or Path(source).stem),
+        conversations=tuple(conversations),
+        description=str(head.get("description", "")),
+        source=source,
+    )
 
 
 def load_suite(path: Path | str) -> Suite:
     path = Path(path)
     if not path.is_file():
-        raise SuiteError(f"suite file {path} not found; pass a .toml suite (see tests/conversations/demo.toml)")
+        raise SuiteError(
+            f"suite file {path} not found; pass a .toml suite (see tests/conversations/demo.toml)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -18,8 +18,10 @@ from typing import Any
 __all__ = ["facts", "find_postcodes"]
 
 _POSTCODE = re.compile(r"\b([A-Z]{1,2}\d[A-Z\d]?)\s*(\d[A-Z]{2})\b", re.IGNORECASE)
-_LAST4 = re.compile(r"\b(?:ends?|ending)\s+(?:in|with)\s+(\d{4})\b|\blast\s+(?:4|four)\s+(?:digits\s+)?(?:are\s+|is\s+)?(\d{4})\b",
-                    re.IGNORECASE)
+_LAST4 = re.compile(
+    r"\b(?:ends?|ending)\s+(?:in|with)\s+(\d{4})\b|\blast\s+(?:4|four)\s+(?:digits\s+)?(?:are\s+|is\s+)?(\d{4})\b",
+    re.IGNORECASE,
+)
 
 
 def find_postcodes(text: str) -> list[str]:
@@ -32,7 +34,9 @@ def _load(path: str, mtime: float) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def facts(messages: Sequence[Mapping[str, str]], known: Mapping[str, Any], data: Path | None) -> dict[str, Any]:
+def facts(
+    messages: Sequence[Mapping[str, str]], known: Mapping[str, Any], data: Path | None
+) -> dict[str, Any]:
     """Facts about the account and its area that the customer's own words let us look up."""
     if data is None or not Path(data).is_file():
         return {}
@@ -51,11 +55,15 @@ def facts(messages: Sequence[Mapping[str, str]], known: Mapping[str, Any], data:
     if account is not None:
         out["identity_verified"] = True
         out["account_holder"] = account["name"]
-        out["within_minimum_term"] = int(account.get("months_in_term", 0)) < int(account.get("term_months", 12))
+        out["within_minimum_term"] = int(account.get("months_in_term", 0)) < int(
+            account.get("term_months", 12)
+        )
         out["duplicate_payment_confirmed"] = int(account.get("payments_this_month", 1)) > 1
     area_code = (account["postcode"] if account else (postcodes[0] if postcodes else "")).split(" ")[0]
     if area_code:
-        outage = next((o for o in db.get("outages", []) if o.get("area") == area_code and o.get("confirmed")), None)
+        outage = next(
+            (o for o in db.get("outages", []) if o.get("area") == area_code and o.get("confirmed")), None
+        )
         out["outage_confirmed"] = outage is not None
         if outage is not None:
             out["outage_over_24h"] = float(outage.get("hours", 0)) > 24
