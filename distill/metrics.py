@@ -82,7 +82,7 @@ def _bootstrap(data: np.ndarray, seed: int, resamples: int) -> tuple[float, floa
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def mean_ci(values: Sequence[float], seed: int = 0, resamples: int = 5000) -> Estimate:
+def mean_ci(values: Sequence[float] | np.ndarray, seed: int = 0, resamples: int = 5000) -> Estimate:
     """Mean with a bootstrap 95% confidence interval."""
     data = np.asarray(values, dtype=np.float64)
     low, high = _bootstrap(data, seed, resamples)

@@ -170,8 +170,8 @@ class EndpointChat:
         try:
             response = self.client.chat.completions.create(
                 model=self.model,
-                messages=[dict(m) for m in messages],
-                temperature=0.0,  # type: ignore[misc]
+                messages=[dict(m) for m in messages],  # type: ignore[misc]
+                temperature=0.0,
                 max_tokens=getattr(config, "max_tokens", 160),
             )
         except OpenAIError as exc:  # every error the client raises; turned into one actionable line
