@@ -76,7 +76,7 @@ def write_outputs(b: Build, state: State, *, status: str, reason: str,
                     "with edge-agent library lint, then edge-agent pack rebuild", len(flagged), ", ".join(flagged[:5]))
     if any(s.status != "rejected" for s in shipped):
         report = build_pack(b.run_dir / "pack", shipped, b.embedder, embedder_dir=b.embedder_dir,
-                            domain=b.domain.to_manifest(), settings=b.pack_settings,
+                            domain=b.domain.to_manifest(), settings=b.pack_settings, data_files=b.domain.data_files(),
                             build={"run_id": b.run_id, "teacher": b.caller.endpoints["teacher"].model,
                                    "student": b.student_model, "builder": "edge-agent distill"})
         pack_path = str(report.path)

@@ -93,9 +93,9 @@ def init_run(run_dir: Path, domain_path: Path, *, teacher: Mapping[str, Any] | N
     domain_situations(domain, settings.loop.intents)  # and if --intents names one the domain lacks
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / DOMAIN).write_text(Path(domain_path).read_text(encoding="utf-8"), encoding="utf-8")
-    if domain.digest_info.get("file") and domain.base_dir is not None:  # the run reads its own copies
-        name = str(domain.digest_info["file"])
-        (run_dir / name).write_bytes((domain.base_dir / name).read_bytes())
+    for name in _side_files(domain):  # the run reads its own copies of the files the domain names
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_bytes((domain.base_dir or Path.cwd()).joinpath(name).read_bytes())
     config = {
         "run_id": run_id or time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -127,6 +127,18 @@ def update_endpoint(run_dir: Path, teacher: Mapping[str, Any]) -> dict[str, Any]
         {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "teacher": dict(changed)})
     write_json_atomic(Path(run_dir) / CONFIG, config)
     return changed
+
+
+def _side_files(domain: Domain) -> list[str]:
+    """Files next to the domain file that loading it needs: its policy digest and fact-source data."""
+    names = [str(domain.digest_info["file"])] if domain.digest_info.get("file") else []
+    data = domain.fact_source.get("data")
+    if data and not Path(str(data)).is_absolute():
+        if ".." in Path(str(data)).parts:
+            raise ConfigError(f"{domain.source} [fact_source]: data {data} is outside the domain's folder; keep it "
+                              "next to the domain file (or give an absolute path) so a run can copy it")
+        names.append(str(data))
+    return names
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

@@ -160,3 +160,26 @@ def test_pack_build_with_a_library_needs_a_domain(tmp_path: Path) -> None:
     lib.write_text("")
     out = CliRunner().invoke(cli, ["pack", "build", "--library", str(lib), "--out", str(tmp_path / "p")])
     assert out.exit_code == 2 and "--library needs --domain" in out.output
+
+
+def test_a_run_of_a_domain_with_a_fact_source_copies_its_data_and_packs_it(tmp_path: Path) -> None:
+    demo = REPO / "edge_agent" / "demo" / "domain.toml"
+    if not load_domain(demo).fact_source.get("data"):
+        pytest.fail("the demo domain no longer names fact-source data; point this test at one that does")
+    init_run(tmp_path / "run", demo, teacher={"base_url": "http://127.0.0.1:9/v1", "model": "t"},
+             loop={"personas": 1, "stages": (1.0,), "rounds": 1, "max_customers": 1, "generate_per_stage": 0},
+             student="echo", embedder="hash", cache=tmp_path / "c.sqlite", run_id="r")
+    data = str(load_domain(demo).fact_source["data"])
+    assert (tmp_path / "run" / data).read_bytes() == (demo.parent / data).read_bytes()
+    fake = ScriptedChat(fake_teacher_reply, name="fake")
+    b = open_build(tmp_path / "run", backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=EchoStudent(),
+                   embedder=HashEmbedder())
+
+    async def go() -> dict[str, Any]:
+        try:
+            return await run_build(b)
+        finally:
+            await b.aclose()
+    report = asyncio.run(go())
+    assert report["status"] == "finished" and report["pack"]
+    assert (Path(report["pack"]) / "facts" / Path(data).name).is_file()
