@@ -33,10 +33,11 @@ __all__ = [
 
 _SENTENCE = re.compile(r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bDr\.)(?<!\bMrs\.)(?<=[.!?])\s+|\n+")
 _NUMBER = re.compile(r"[$£€]?\d[\d,.:/-]*%?")
+# Month and day names are dates only when capitalised ("it may shift" is not May); the relative
+# days are dates in any case.
 _MONTHS_DAYS = re.compile(
-    r"\b(january|february|march|april|may|june|july|august|september|october|november|december|"
-    r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|tomorrow|yesterday|tonight)\b",
-    re.IGNORECASE,
+    r"\b(January|February|March|April|May|June|July|August|September|October|November|December|"
+    r"Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|[Tt]omorrow|[Yy]esterday|[Tt]onight)\b"
 )
 _HONORIFIC_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr)\.?\s+([A-Z][a-zA-Z'-]+)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")

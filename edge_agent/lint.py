@@ -234,6 +234,7 @@ def fact_flags(strategies: Iterable[Strategy], specs: Sequence[Any]) -> list[Fla
     """Library entries whose reply claims a fact its `requires` does not list, or that require a fact
     the domain does not declare (the planner could never use them). `specs`: the domain's FactSpecs."""
     from .facts import claimed_facts, parse_condition
+    from .planner import template_fields
 
     known = {s.id for s in specs}
     out: list[Flag] = []
@@ -251,6 +252,10 @@ def fact_flags(strategies: Iterable[Strategy], specs: Sequence[Any]) -> list[Fla
             if specs and cond.fact not in known:
                 out.append(Flag(s.id, "requires", "unknown-fact", "facts", "error", raw,
                                 f"requires {cond.fact!r}, which the domain's [[facts]] do not declare"))
+        for field in template_fields(s.exemplar):
+            if specs and field not in known:
+                out.append(Flag(s.id, "exemplar", "unknown-fact", "facts", "error", "{" + field + "}",
+                                f"the reply fills in {{{field}}}, which the domain's [[facts]] do not declare"))
         for cond in claimed_facts(s.exemplar, specs) if s.exemplar else []:
             if (cond.fact, cond.value) not in required:
                 out.append(Flag(s.id, "exemplar", "uncovered-claim", "facts", "error", str(cond),

@@ -26,7 +26,8 @@ from .library import Strategy
 from .pack import request_of
 from .retrieval import Hit
 
-__all__ = ["ROUTES", "Candidate", "Plan", "Planner", "PlannerParams", "DEFAULT_REPLIES"]
+__all__ = ["ROUTES", "Candidate", "Plan", "Planner", "PlannerParams", "DEFAULT_REPLIES", "fill_template",
+           "template_fields"]
 
 ROUTES = ("exemplar", "generated", "clarify", "handoff")
 DEFAULT_REPLIES = {
@@ -122,6 +123,19 @@ def _conditions(strategy: Strategy) -> list[Condition]:
     return [parse_condition(c) for c in strategy.requires]
 
 
+_FIELD = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+def template_fields(text: str) -> list[str]:
+    """Facts a reply template fills in: "Your {item_name} shipped on {shipped_date}." -> both names."""
+    return list(dict.fromkeys(_FIELD.findall(text)))
+
+
+def fill_template(text: str, facts: Facts) -> str:
+    """The template with each {fact} replaced by its value (true/false facts are not fields)."""
+    return _FIELD.sub(lambda m: str(facts.get(m.group(1))), text)
+
+
 def fresh_customer_facts(history: Sequence[Mapping[str, str]], facts: Facts) -> set[str]:
     """Facts established by the customer's own words in the latest message."""
     last = max((i for i, m in enumerate(history) if m.get("role") == "user"), default=-1)
@@ -201,7 +215,10 @@ class Planner:
         p = self.params
         fresh = fresh_customer_facts(history, facts)
         scored = self._rank(self._with_fresh(hits, fresh), request_vecs, fresh)
-        context = context_text(self.system_prompt, history) + "\n" + self.vocabulary
+        # what a fitted reply may draw on: the policy, the conversation, the domain's own words, and
+        # the values the desk's lookups returned (a filled-in "{order_status}" is a checked fact)
+        looked_up = " ".join(str(v) for v in facts.values.values() if not isinstance(v, bool))
+        context = context_text(self.system_prompt, history) + "\n" + self.vocabulary + "\n" + looked_up
         said = {normalised(str(m.get("content", ""))) for m in history if m.get("role") == "assistant"}
         fit_params = AdaptParams(max_drop=p.max_drop, exemplar_tokens=p.exemplar_tokens)
         done: list[Candidate] = []
@@ -251,12 +268,14 @@ class Planner:
         if conflict:
             return f"needs {', '.join(map(str, conflict))}, but it does not hold", [], ""
         missing = [str(c) for c in conds if facts.holds(c) is None]
+        missing += [f for f in template_fields(s.exemplar) if facts.get(f) is None and f not in missing]
         if missing:
             return f"needs {', '.join(missing)}: not established", missing, ""
         asks = self._asks_known(s.exemplar, facts)
         if asks:
             return f"asks for {asks}, already established", [], ""
-        fitted = fit_exemplar(s.exemplar, context, self.rules, fit_params)
+        exemplar = fill_template(s.exemplar, facts)
+        fitted = fit_exemplar(exemplar, context, self.rules, fit_params)
         if not fitted.ok:
             return f"fit check: {fitted.reason}", [], ""
         claims = unestablished_claims(fitted.text, self.specs, facts)

@@ -163,6 +163,8 @@ def checks_for(body: str, reply: FakeReply, earlier=(), ctx: Context | None = No
     [
         ('contains_any = ["postcode", "full name"]', "Could I have your POSTCODE?", "contains_any", True),
         ('contains_any = ["name"]', "Please rename the router.", "contains_any", False),  # word boundaries
+    ('contains_any = ["?"]', "Shall I cancel it?", "contains_any", True),  # punctuation needs no boundary
+    ('contains_any = ["£20"]', "Up to £20.", "contains_any", True),
         ('contains_all = ["name", "postcode"]', "Your name please.", "contains_all", False),
         ('not_contains = ["full refund"]', "No full refund, sorry.", "not_contains", False),
         ('matches = "£\\\\d+"', "That is £20.", "matches", True),

@@ -105,3 +105,11 @@ def test_the_demo_library_declares_what_it_assumes() -> None:
     assert {"greeting", "closing", "off-topic", "complaint_escalation"} <= {
         t for s in library for t in s.tags
     }
+
+
+def test_lint_flags_a_template_field_the_domain_does_not_declare() -> None:
+    domain = load_domain(DEMO / "domain.toml")
+    entry = Strategy(id="t-1", scenario="CUSTOMER: where is it?", strategy="Do: say.",
+                     exemplar="Your {parcel_colour} parcel is on its way.", requires=("identity_verified",))
+    flags = fact_flags([entry], domain.facts)
+    assert [(f.rule, f.excerpt) for f in flags] == [("unknown-fact", "{parcel_colour}")]

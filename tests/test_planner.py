@@ -465,3 +465,11 @@ def test_command_fact_source(tmp_path) -> None:
         load_fact_source({"python": "no_such_module_here:facts"})
     with pytest.raises(ConfigError, match="unknown key"):
         load_fact_source({"pyhton": "a:b"})
+
+
+def test_may_the_verb_is_not_may_the_month() -> None:
+    from edge_agent.adapt import unsupported_facts
+
+    assert unsupported_facts("That's an estimate, so it may shift a little.", "no dates here") == []
+    assert unsupported_facts("It arrives in May.", "no dates here") == ["May"]
+    assert unsupported_facts("It comes tomorrow.", "no dates here") == ["tomorrow"]

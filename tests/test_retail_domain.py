@@ -62,10 +62,13 @@ def test_rules_catch_promises_and_spare_correct_refusals(rule_id: str, text: str
 def test_library_is_clean_and_covers_the_intents() -> None:
     dom = load_domain(RETAIL)
     lib = read_library(LIBRARY)
-    assert len(lib) == 15 and all(s.status == "approved" and s.exemplar and s.compact for s in lib)
+    assert len(lib) >= 15 and all(s.status == "approved" and s.exemplar and s.compact for s in lib)
     assert blocking(lint_strategies(lib, list(dom.rules))) == []
     intents = {i.id for i in dom.intents}
-    assert {t for s in lib for t in s.tags} <= intents and len({t for s in lib for t in s.tags}) >= 9
+    # intents, plus what every desk needs covered so common lines never fall through (greetings, closing,
+    # off-topic requests, escalation, someone else's order)
+    coverage = {"greeting", "closing", "off_topic", "escalation", "privacy"}
+    assert {t for s in lib for t in s.tags} <= intents | coverage and len({t for s in lib for t in s.tags} & intents) >= 9
     for s in lib:
         assert text_problems("compact", s.compact) == [] and text_problems("strategy", s.strategy) == []
         assert not any(r.matches(s.exemplar) for r in dom.rules if r.kind != "required_step"), s.id
@@ -84,17 +87,20 @@ def test_orders_are_well_formed_and_match_what_the_library_says() -> None:
                 date.fromisoformat(o[key])
     assert set(data["statuses"]) == {o["status"] for o in orders}
     by_email = {o["email"]: o for o in orders}
-    months = {m: n for n, m in enumerate(["January", "February", "March", "April", "May", "June", "July", "August",
-                                           "September", "October", "November", "December"], 1)}
+    from edge_agent.lookups.orders import facts
+    from edge_agent.planner import template_fields
+
     checked = 0
     for s in read_library(LIBRARY):
+        # replies carry no literal order details: they are templates the order lookup fills in
+        assert not re.search(r"\b(?:January|February|March|April|June|July|August|September|October|November|"
+                             r"December) \d{1,2}\b", s.exemplar), s.id
         for email in re.findall(r"[\w.]+@example\.\w+", s.scenario):
-            o = by_email[email]  # every customer in the library has an order on file
-            on_file = {str(v) for k, v in o.items() if k in ("placed", "shipped", "delivered", "estimated_delivery")}
-            on_file |= {str(o.get("tracking") and o["tracking"].get("last_scan")), str((o.get("return") or {}).get(
-                "received"))}
-            for month, day in re.findall(r"\b(" + "|".join(months) + r") (\d{1,2})\b", s.exemplar):
-                assert f"2026-{months[month]:02d}-{int(day):02d}" in on_file, (s.id, month, day)
+            assert email in by_email  # every customer in the library has an order on file
+            fields = template_fields(s.exemplar)
+            if fields:  # and the lookup fills every field of that entry for that customer
+                got = facts([{"role": "user", "content": email}], {}, ORDERS)
+                assert all(got.get(f) not in (None, "") for f in fields), (s.id, fields, got)
                 checked += 1
     assert checked >= 5
 

@@ -50,9 +50,14 @@ def normalise(text: str) -> str:
 
 
 def _has(text: str, phrase: str) -> bool:
-    """Case-insensitive phrase match on word boundaries ("name" is not found in "rename")."""
+    """Case-insensitive phrase match on word boundaries ("name" is not found in "rename"); a phrase
+    that starts or ends with punctuation ("?", "£20") needs no boundary on that side."""
     p = normalise(phrase)
-    return re.search(rf"(?<![\w]){re.escape(p)}(?![\w])", text) is not None
+    if not p:
+        return False
+    left = r"(?<![\w])" if p[0].isalnum() or p[0] == "_" else ""
+    right = r"(?![\w])" if p[-1].isalnum() or p[-1] == "_" else ""
+    return re.search(left + re.escape(p) + right, text) is not None
 
 
 def _words(text: str) -> int:
