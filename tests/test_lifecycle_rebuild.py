@@ -158,3 +158,20 @@ def test_onnx_incremental_rebuild_equals_full_rebuild(tmp_path: Path, onnx_embed
     build("full", edited)
     # int8 activations are quantized per call, so this holds only because rows are embedded one at a time
     assert _hashes(tmp_path / "inc") == _hashes(tmp_path / "full")
+
+
+def test_rebuild_carries_the_fact_source_data(tmp_path: Path) -> None:
+    """A rebuilt pack keeps the domain's lookup data, from the domain file or from the previous pack."""
+    from edge_agent.cli import demo_dir
+    from edge_agent.domain import load_domain
+    from distill.lifecycle.rebuild import domain_data_files
+
+    dom = load_domain(demo_dir() / "domain.toml")
+    items = make_strategies(4)
+    first = rebuild_pack(tmp_path / "a", items, HashEmbedder(dim=32), embedder_dir=None, domain=dom.to_manifest(),
+                         settings=SETTINGS, data_files=domain_data_files(dom, None), facts=list(dom.facts))
+    assert (first.report.path / "facts" / "accounts.json").is_file()
+    old = load_pack(tmp_path / "a", use_faiss=False)
+    again = rebuild_pack(tmp_path / "b", items, HashEmbedder(dim=32), embedder_dir=None,
+                         domain=dict(old.manifest["domain"]), settings=old.settings, data_files=domain_data_files(None, old))
+    assert "facts/accounts.json" in load_pack(again.report.path).manifest["files"]

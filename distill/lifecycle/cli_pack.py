@@ -19,7 +19,7 @@ from edge_agent.library import Strategy
 from edge_agent.pack import Pack, PackSettings, index_text, load_pack
 from edge_agent.retrieval import RetrievalConfig, Retriever
 
-from .rebuild import domain_parts, open_embedder, rebuild_pack
+from .rebuild import domain_data_files, domain_parts, open_embedder, rebuild_pack
 from .store import Library, is_pack_dir, open_library
 
 __all__ = ["pack_export_command", "pack_rebuild_command", "retrieve_hits"]
@@ -89,10 +89,12 @@ def pack_rebuild_command(old_path: Path | None, library: Path | None, out: Path 
         click.secho(f"note: no --domain and no previous pack, so the demo domain ({dom.company}) gives the system "  # type: ignore[union-attr]
                     "prompt, rules and settings; pass --domain DOMAIN.toml for your own desk", fg="yellow", err=True)
     block, settings, rules = domain_parts(dom, old)
+    data_files = domain_data_files(dom, old)
     emb, emb_dir = open_embedder(embedder, old, default_embedder_dir())
     result = rebuild_pack(
         out or old_root, strategies, emb, embedder_dir=emb_dir, domain=block, settings=settings, rules=rules,
         reuse=None if full else old, approved_only=approved_only, allow_lint_flags=allow_lint_flags, force=force,
+        data_files=data_files, facts=list(dom.facts) if dom is not None else None,
         build={"library": library.name if library else "previous pack", "domain": block.get("name", "")},
     )
     if as_json:

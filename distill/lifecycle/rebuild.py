@@ -17,6 +17,7 @@ from edge_agent.domain import Domain, PolicyRule
 from edge_agent.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
+from edge_agent.lint import fact_flags
 from edge_agent.pack import EMBEDDER_DIR, BuildReport, Pack, PackSettings, build_pack
 
 from .lint import Flag, gate, lint_strategies, rules_from_manifest
@@ -87,6 +88,15 @@ def domain_parts(domain: Domain | None, old: Pack | None) -> tuple[dict[str, Any
     raise ConfigError("no domain for a new pack; pass --domain DOMAIN.toml or --pack OLD_PACK")
 
 
+def domain_data_files(domain: Domain | None, old: Pack | None) -> dict[str, Path]:
+    """The fact-source data files the new pack carries: the domain file's, else the old pack's own."""
+    if domain is not None:
+        return domain.data_files()
+    if old is not None:
+        return {rel: old.path / rel for rel in old.manifest.get("files", {}) if str(rel).startswith("facts/")}
+    return {}
+
+
 def rebuild_pack(
     out: Path,
     strategies: Sequence[Strategy],
@@ -101,19 +111,26 @@ def rebuild_pack(
     allow_lint_flags: bool = False,
     build: Mapping[str, Any] | None = None,
     force: bool = False,
+    data_files: Mapping[str, Path] | None = None,
+    facts: Sequence[Any] | None = None,
 ) -> RebuildResult:
     """Lint, then embed (incrementally against `reuse`) and write the pack to `out`."""
     items, rejected, pending = select_for_pack(strategies, approved_only)
     if not items:
         raise ConfigError("no strategies left to pack (all rejected" + (" or pending" if approved_only else "")
                           + "); approve some with: edge-agent library review LIBRARY")
-    flags = lint_strategies(items, rules)
+    if facts is None:  # the old pack's declared facts, when no domain file was given
+        from edge_agent.grounding import fact_specs_from_manifest
+
+        facts = fact_specs_from_manifest(domain)
+    flags = lint_strategies(items, rules) + fact_flags(items, facts)
     gate(flags, allow=allow_lint_flags)
     if reuse is not None and reuse.embedder_info.get("id") != embedder.id:
         log.info("embedder changed (%s -> %s): every strategy is embedded again",
                  reuse.embedder_info.get("id"), embedder.id)
     report = build_pack(out, items, embedder, embedder_dir=embedder_dir, domain=domain, settings=settings,
-                        build={"tool": "pack rebuild", **dict(build or {})}, reuse=reuse, force=force)
+                        build={"tool": "pack rebuild", **dict(build or {})}, reuse=reuse, force=force,
+                        data_files=data_files)
     log.info("rebuilt %s: %d strategies, %d embedded, %d reused", out, report.strategies, report.embedded,
              report.reused)
     return RebuildResult(report=report, embedder_id=embedder.id, dropped_rejected=rejected,
