@@ -87,6 +87,7 @@ class LlamaStudent:
         seed: int = 0,
         n_batch: int = 256,
         kv_cache: str = "q8_0",
+        lazy: bool = True,
     ) -> None:
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -102,11 +103,24 @@ class LlamaStudent:
             raise ModelError(f"kv_cache {kv_cache!r} is not supported; use 'q8_0' (the default) or 'f16'")
         kv_type = 8 if kv_cache == "q8_0" else None  # GGML_TYPE_Q8_0
         self.kv_cache = kv_cache
-        self.llm = Llama(
-            model_path=str(self.path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-            seed=seed, verbose=False, logits_all=False, n_batch=n_batch, n_ubatch=n_batch,
-            flash_attn=kv_type is not None, type_k=kv_type, type_v=kv_type,
-        )
+        self._load_kwargs: dict[str, Any] = {
+            "model_path": str(self.path), "n_ctx": n_ctx, "seed": seed, "verbose": False, "logits_all": False,
+            "n_batch": n_batch, "n_ubatch": n_batch, "flash_attn": kv_type is not None, "type_k": kv_type,
+            "type_v": kv_type,
+        }
+        # With `lazy`, only the vocabulary loads now (tokenising, the template); the weights, KV
+        # cache and buffers load at the first generation, so a chat whose turns all reuse library
+        # replies never holds them.
+        self.loaded = False
+        self._pending_prefix: tuple[str, Path | None] | None = None
+        if lazy:
+            from llama_cpp._utils import suppress_stdout_stderr
+
+            with suppress_stdout_stderr(disable=False):  # a vocabulary-only load warns about n_ctx
+                self.llm = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+        else:
+            self.llm = Llama(**self._load_kwargs, n_threads=threads, n_threads_batch=threads)
+            self.loaded = True
         template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ModelError(
@@ -117,7 +131,7 @@ class LlamaStudent:
         bos = self._token_text(self.llm.token_bos())
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
                                              stop_token_ids=[self.llm.token_eos()])
-        self.n_ctx = self.llm.n_ctx()
+        self.n_ctx = self.llm.n_ctx() if self.loaded else n_ctx
         self.lock = threading.RLock()
         self.last_stats: TurnStats = TurnStats()
         self.adapt_threads()  # the first choice sees the machine as it was while the model loaded
@@ -127,11 +141,28 @@ class LlamaStudent:
         import llama_cpp
 
         with self.lock:
-            before = int(llama_cpp.llama_n_threads(self.llm._ctx.ctx))
             choice = self.threads.decide()
-            if choice.threads != before:
+            if self.loaded and choice.threads != int(llama_cpp.llama_n_threads(self.llm._ctx.ctx)):
                 llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, choice.threads, choice.threads)
             return choice.threads
+
+    def load(self) -> None:
+        """Load the weights, KV cache and buffers now (the first generation does it otherwise)."""
+        from llama_cpp import Llama
+
+        with self.lock:
+            if self.loaded:
+                return
+            threads = self.threads.current
+            vocab, self.llm = self.llm, None  # type: ignore[assignment]
+            vocab.close()  # the vocabulary is not held twice
+            self.llm = Llama(**self._load_kwargs, n_threads=threads, n_threads_batch=threads)
+            self.loaded = True
+            self.n_ctx = self.llm.n_ctx()
+            if self._pending_prefix is not None:
+                system_prompt, cache_dir = self._pending_prefix
+                self._pending_prefix = None
+                self.warm_prefix(system_prompt, cache_dir)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -186,6 +217,7 @@ class LlamaStudent:
         """Yield text pieces as they are decoded; `last_stats` is filled when the stream ends."""
         cfg = config or self.generation
         with self.lock:
+            self.load()
             threads = self.adapt_threads()
             tokens, stop = self.tokenize_messages(messages)
             self._check_fits(tokens, cfg)
@@ -233,6 +265,7 @@ class LlamaStudent:
     def reset(self) -> None:
         """Forget the KV cache (the next call evaluates its whole prompt)."""
         with self.lock:
+            self._pending_prefix = None
             self.llm.reset()
 
     # --- the system prompt's KV state, cached on disk --------------------------------------
@@ -247,8 +280,9 @@ class LlamaStudent:
     def warm_prefix(self, system_prompt: str, cache_dir: Path | None) -> str:
         """Put the system prompt's KV state in the context: loaded from `cache_dir` when saved by
         an earlier run (a cold start then prefills only the customer's message), else evaluated
-        now and saved. Returns "loaded", "built" or "skipped". The file is raw llama.cpp state
-        with a JSON header, keyed by the model file and the exact prefix tokens; never pickled."""
+        now and saved. Returns "loaded", "built", "skipped", or "deferred" before the weights are
+        loaded (it then runs when they are). The file is raw llama.cpp state with a JSON header,
+        keyed by the model file and the exact prefix tokens; never pickled."""
         import ctypes
         import hashlib
         import json
@@ -257,6 +291,9 @@ class LlamaStudent:
         import numpy as np
 
         with self.lock:
+            if not self.loaded:
+                self._pending_prefix = (system_prompt, cache_dir)
+                return "deferred"
             tokens = self.prefix_tokens(system_prompt)
             if len(tokens) < 2 or self.llm.n_tokens != 0:
                 return "skipped"

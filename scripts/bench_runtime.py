@@ -290,7 +290,9 @@ from edge_agent.models import resolve_model
 from edge_agent.student import LlamaStudent
 spec = resolve_model(sys.argv[2] or None)
 student = LlamaStudent(spec.path, n_ctx=spec.n_ctx, chat_template=spec.chat_template)
-marks.append(("GGUF load: model pages (file) + KV, buffers (anon)", now()))
+marks.append(("GGUF vocabulary and chat template (what a grounded-only chat holds)", now()))
+student.load()
+marks.append(("GGUF weights: model pages (file) + KV, buffers (anon)", now()))
 student.warm_prefix(pack.system_prompt, None)
 from edge_agent.backends import GenerationConfig
 student.chat([{"role": "system", "content": pack.system_prompt},

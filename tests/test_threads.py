@@ -245,3 +245,23 @@ def test_real_pinned_threads_are_obeyed(student_path: Path, monkeypatch: pytest.
         assert llama_cpp.llama_n_threads(student.llm._ctx.ctx) == 1
         assert llama_cpp.llama_n_threads_batch(student.llm._ctx.ctx) == 1
     assert student.kv_cache == "q8_0"
+
+
+@pytest.mark.real
+def test_real_weights_load_at_the_first_generation(student_path: Path, tmp_path: Path) -> None:
+    from edge_agent.backends import GenerationConfig
+    from edge_agent.student import LlamaStudent
+
+    student = LlamaStudent(student_path, n_ctx=512)
+    assert not student.loaded and student.n_ctx == 512
+    tokens, _ = student.tokenize_messages(MESSAGES)  # the vocabulary is there before the weights
+    assert student.warm_prefix(MESSAGES[0]["content"], tmp_path) == "deferred"
+    student.chat(MESSAGES, GenerationConfig(max_tokens=8))
+    assert student.loaded and student.n_ctx == 512
+    assert list(tmp_path.glob("*.kv")), "the deferred prefix was built and saved at load"
+    assert student.last_stats["prompt_tokens"] == len(tokens)
+    assert student.last_stats["evaluated_prompt_tokens"] < len(tokens)  # the prefix came from the cache
+    eager = LlamaStudent(student_path, n_ctx=512, lazy=False, kv_cache="f16")
+    assert eager.loaded and eager.warm_prefix(MESSAGES[0]["content"], None) == "built"
+    with pytest.raises(Exception, match="kv_cache 'q4' is not supported"):
+        LlamaStudent(student_path, kv_cache="q4")
