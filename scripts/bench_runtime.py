@@ -320,6 +320,38 @@ def memory_breakdown(pack: str, model: str | None) -> dict:
     raise RuntimeError(f"memory child failed ({out.returncode}): {out.stderr[-400:]}")
 
 
+def _default_pack() -> str:
+    from edge_agent.cli import default_pack
+
+    return str(default_pack())
+
+
+def print_conditions(conditions: dict[str, dict], rounds: int) -> None:
+    print(f"\ndecode tok/s of the agent, {NEW_TOKENS} new tokens, compact turns 1-2, median of {rounds} fresh "
+          "processes [range]; busy = a helper process burning one core")
+    print(f"{'setting':<40} {'idle':>20} {'busy':>20}  threads used (idle / busy)")
+    for name in conditions["idle"]["rows"]:
+        cells = []
+        for cond in ("idle", "busy"):
+            r = conditions[cond]["rows"][name]
+            cells.append(f"{r['median']:.1f} [{r['min']:.1f}-{r['max']:.1f}]")
+        used = " / ".join(",".join(map(str, conditions[c]["rows"][name]["threads"])) for c in ("idle", "busy"))
+        print(f"{name:<40} {cells[0]:>20} {cells[1]:>20}  {used}")
+    print(f"best static: idle {conditions['idle']['best']}, busy {conditions['busy']['best']}\n")
+
+
+def report_conditions(conditions: dict[str, dict], rounds: int) -> int:
+    """--threads-only: the table and the two g targets; 1 on a miss."""
+    print_conditions(conditions, rounds)
+    failed = 0
+    for cond in ("idle", "busy"):
+        ratio = conditions[cond]["ratio"]
+        print(f"{'g decode automatic / best static, ' + cond:<40} {ratio:>10.3f} {'>= 0.95':>9}  "
+              f"{'yes' if ratio >= 0.95 else 'NO'}")
+        failed += ratio < 0.95
+    return 1 if failed else 0
+
+
 def search_bench(n: int = 100_000, dim: int = 384, queries: int = 200) -> dict:
     import numpy as np
 
@@ -355,7 +387,12 @@ def main() -> int:
                          "adapt turns that reuse an exemplar skip generation and would flatter the numbers).")
     ap.add_argument("--rounds", type=int, default=3,
                     help="Fresh processes per thread setting and condition (interleaved; default 3).")
+    ap.add_argument("--threads-only", action="store_true",
+                    help="Measure only the thread settings, idle and busy (the g targets), e.g. to re-measure.")
     args = ap.parse_args()
+    if args.threads_only:
+        return report_conditions(summarise_conditions(thread_conditions(args.pack or _default_pack(), args.model,
+                                                                        args.rounds)), args.rounds)
 
     from edge_agent.agent import Agent
     from edge_agent.cli import default_pack
@@ -423,17 +460,7 @@ def main() -> int:
               f"{mark['RssFile'] - prev['RssFile']:+6.1f})  {name}")
         prev = mark
     print(f"  {memory['hwm']:7.1f}  peak of this process")
-    print(f"\ndecode tok/s of the agent, {NEW_TOKENS} new tokens, compact turns 1-2, median of {args.rounds} fresh "
-          "processes [range]; busy = a helper process burning one core")
-    print(f"{'setting':<40} {'idle':>20} {'busy':>20}  threads used (idle / busy)")
-    for name in conditions["idle"]["rows"]:
-        cells = []
-        for cond in ("idle", "busy"):
-            r = conditions[cond]["rows"][name]
-            cells.append(f"{r['median']:.1f} [{r['min']:.1f}-{r['max']:.1f}]")
-        used = " / ".join(",".join(map(str, conditions[c]["rows"][name]["threads"])) for c in ("idle", "busy"))
-        print(f"{name:<40} {cells[0]:>20} {cells[1]:>20}  {used}")
-    print(f"best static: idle {conditions['idle']['best']}, busy {conditions['busy']['best']}\n")
+    print_conditions(conditions, args.rounds)
     print(f"{'target':<40} {'measured':>10} {'goal':>9}  ok")
     failed = 0
     for name, value, goal, ok in rows:
