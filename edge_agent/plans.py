@@ -95,6 +95,38 @@ def _student_reply(
     )
 
 
+def _streamed(
+    agent: Agent,
+    messages: list[dict[str, str]],
+    found: Any,
+    cfg: GenerationConfig,
+    *,
+    mode: str,
+    route: str,
+    start: float,
+    assemble_ms: float,
+) -> ReplyStream:
+    """The student's reply to `messages`, streamed token by token; `.reply` is set at the end."""
+    from .agent import ReplyStream
+
+    gen_start = time.perf_counter()
+    pieces: Iterator[str] = iter(agent.student.stream(messages, cfg))
+    return ReplyStream(
+        pieces,
+        lambda text: _student_reply(
+            agent,
+            text=text,
+            found=found,
+            messages=messages,
+            mode=mode,
+            route=route,
+            start=start,
+            gen_start=gen_start,
+            assemble_ms=assemble_ms,
+        ),
+    )
+
+
 class GeneratePlan:
     """The student writes every reply; the mode decides how the strategies enter its prompt."""
 
@@ -116,25 +148,18 @@ class GeneratePlan:
         retrieval: RetrievalConfig | None,
         prompting: PromptConfig,
     ) -> ReplyStream:
-        from .agent import ReplyStream
 
         start = time.perf_counter()
         messages, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
-        gen_start = time.perf_counter()
-        pieces = iter(agent.student.stream(messages, _with_marker_stops(generation)))
-        return ReplyStream(
-            pieces,
-            lambda text: _student_reply(
-                agent,
-                text=text,
-                found=found,
-                messages=messages,
-                mode=self.name,
-                route="",
-                start=start,
-                gen_start=gen_start,
-                assemble_ms=assemble_ms,
-            ),
+        return _streamed(
+            agent,
+            messages,
+            found,
+            _with_marker_stops(generation),
+            mode=self.name,
+            route="",
+            start=start,
+            assemble_ms=assemble_ms,
         )
 
 
@@ -177,20 +202,8 @@ class AdaptPlan(GeneratePlan):
                 {"mode": str(prompting.params.get("fallback", "plain")), "params": prompting.params}
             )
             messages = render_prompt(agent.system_prompt, history, found.hits, fallback)
-            pieces: Iterator[str] = iter(agent.student.stream(messages, cfg))
-            return ReplyStream(
-                pieces,
-                lambda out: _student_reply(
-                    agent,
-                    text=out,
-                    found=found,
-                    messages=messages,
-                    mode=self.name,
-                    route=route,
-                    start=start,
-                    gen_start=gen_start,
-                    assemble_ms=assemble_ms,
-                ),
+            return _streamed(
+                agent, messages, found, cfg, mode=self.name, route=route, start=start, assemble_ms=assemble_ms
             )
         counter = getattr(agent.student, "count_tokens", None)
         count = counter if callable(counter) else approx_tokens
