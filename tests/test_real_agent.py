@@ -103,6 +103,7 @@ def test_prefix_kv_cache_on_disk(demo_pack: Path, tmp_path: Path) -> None:
     history = [{"role": "user", "content": "Hello, I would like to upgrade my plan."}]
     cfg = {"max_tokens": 16}
     first = Agent.from_pack(demo_pack, prompting={"mode": "compact"}, generation=cfg)
+    first.student.load()  # the weights, and the prefix warmed from them, load at the first generation
     kv_files = list(Path(os.environ["EDGE_AGENT_HOME"]).glob("kvcache/*.kv"))
     assert len(kv_files) == 1
     del first
