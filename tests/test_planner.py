@@ -473,3 +473,24 @@ def test_may_the_verb_is_not_may_the_month() -> None:
     assert unsupported_facts("That's an estimate, so it may shift a little.", "no dates here") == []
     assert unsupported_facts("It arrives in May.", "no dates here") == ["May"]
     assert unsupported_facts("It comes tomorrow.", "no dates here") == ["tomorrow"]
+
+
+def test_a_pack_built_before_turn_vectors_still_answers(tmp_path) -> None:
+    """Older packs have no turn_vectors.npy: the grounded mode embeds them once at load."""
+    from edge_agent.agent import Agent
+    from edge_agent.backends import ScriptedChat
+    from edge_agent.embedder import HashEmbedder
+    from edge_agent.pack import load_pack, write_pack
+
+    emb = HashEmbedder(dim=16)
+    items = [Strategy(id="o-1", scenario="CUSTOMER: my internet is down", strategy="Do: help.",
+                      exemplar="Sorry it's down; could you restart the router and tell me which lights show?")]
+    path = write_pack(tmp_path / "old", items, emb.embed([items[0].scenario]),
+                      embedder_info={"id": emb.id, "kind": "hash", "seed": emb.seed},
+                      domain={"name": "t", "company": "T", "system_prompt": "You help."})
+    pack = load_pack(path)
+    assert pack.turn_vectors is None
+    agent = Agent.from_pack(pack, student=ScriptedChat(["x"]), prompting={"mode": "grounded"},
+                            retrieval={"threshold": -1.0})
+    reply = agent.reply([{"role": "user", "content": "my internet is down"}])
+    assert reply.route == "exemplar" and reply.strategy_id == "o-1"
