@@ -22,6 +22,18 @@ from .textsafe import clean_text, decode_line
 __all__ = ["chat_session", "read_lines"]
 
 
+
+# Characters JSON may leave raw that line-based readers (str.splitlines, many log tools) split on.
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def json_line(obj: Any) -> str:
+    """One JSON object on exactly one line, whatever the text holds."""
+    text = json.dumps(obj, ensure_ascii=False)
+    for raw, escaped in _LINE_BREAKS.items():
+        text = text.replace(raw, escaped)
+    return text
+
 def read_lines(stream: IO[bytes]) -> Iterator[str]:
     """Non-empty, stripped, cleaned lines of a byte stream."""
     for raw in stream:
@@ -84,14 +96,13 @@ def chat_session(agent: Any, *, as_json: bool, explain: bool, interactive: bool 
             refused += 1
             message = _refusal(line, exc, getattr(agent.student, "n_ctx", None))
             if as_json:
-                click.echo(json.dumps({"customer": line[:200], "error": message}, ensure_ascii=False))
+                click.echo(json_line({"customer": line[:200], "error": message}))
             else:
                 click.secho(f"error: {message}", fg="red", err=True)
             continue
         history = [*kept, {"role": "assistant", "content": reply.text}]
         if as_json:
-            click.echo(json.dumps({"customer": line, **reply.to_json(), **({"trimmed": dropped} if dropped else {})},
-                                  ensure_ascii=False))
+            click.echo(json_line({"customer": line, **reply.to_json(), **({"trimmed": dropped} if dropped else {})}))
         elif explain and explain_reply is not None:
             explain_reply(reply)
     return refused

@@ -149,3 +149,14 @@ def test_server_never_answers_5xx(server: str, body: bytes) -> None:
     assert response.status_code < 500, (body[:200], response.text[:300])
     if response.status_code >= 400:
         assert response.json()["error"]["message"]
+
+
+def test_chat_json_is_one_line_per_turn_even_with_unicode_line_breaks(hash_pack: Path) -> None:
+    """U+0085, U+2028 and U+2029 are valid raw in JSON, but str.splitlines() splits on them."""
+    agent = Agent.from_pack(hash_pack, student=mock_student())
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        chat_session(agent, as_json=True, explain=False, interactive=False,
+                     stdin=io.BytesIO("a\u0085b\u2028c\n".encode()))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["customer"] == "a\u0085b\u2028c"
