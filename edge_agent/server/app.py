@@ -8,7 +8,6 @@ answered as OpenAI-shaped JSON with a 4xx status.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import time
@@ -32,6 +31,7 @@ from .page import add_page_routes
 from .schemas import (
     ApiError,
     ChatRequest,
+    bearer_authorizer,
     chunk_body,
     completion_body,
     extension,
@@ -115,7 +115,7 @@ def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None
     worker = GenerationWorker(agent, config.queue_size)
     model = model_id or config.model_id or str(getattr(agent.student, "name", "edge-agent"))
     created = int(time.time())
-    key = config.api_key.encode("utf-8") if config.api_key else None
+    authorize = bearer_authorizer(config.api_key)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,13 +127,6 @@ def create_app(agent: Agent, config: ServeConfig, *, model_id: str | None = None
     app.state.worker = worker
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
-    def authorize(request: Request) -> None:
-        if key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), key):
-            raise ApiError(401, "missing or wrong API key; send the header 'Authorization: Bearer <key>'",
-                           type="authentication_error", code="invalid_api_key")
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

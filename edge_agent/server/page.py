@@ -6,7 +6,6 @@ talks to the same `/v1/chat/completions` API as any client; this module adds no 
 
 from __future__ import annotations
 
-import hmac
 import importlib.resources
 from typing import Any
 
@@ -15,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ..agent import Agent
 from .config import ServeConfig
-from .schemas import ApiError
+from .schemas import ApiError, bearer_authorizer
 
 __all__ = ["CSP", "add_page_routes"]
 
@@ -34,17 +33,9 @@ def asset(name: str) -> bytes:
 def add_page_routes(app: FastAPI, agent: Agent, config: ServeConfig, model: str) -> None:
     """Serve the chat page at `/`; the page needs the API key only when the server was given one."""
     files = {name: asset(name) for name in ("index.html", *STATIC)}
-    key = config.api_key.encode("utf-8") if config.api_key else None
+    authorize = bearer_authorizer(config.api_key)
     by_id = {s.id: s for s in (agent.pack.strategies if agent.pack is not None else [])}
     company = str(agent.pack.manifest.get("domain", {}).get("company", "")) if agent.pack is not None else ""
-
-    def authorize(request: Request) -> None:
-        if key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), key):
-            raise ApiError(401, "missing or wrong API key; send the header 'Authorization: Bearer <key>'",
-                           type="authentication_error", code="invalid_api_key")
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
@@ -61,7 +52,7 @@ def add_page_routes(app: FastAPI, agent: Agent, config: ServeConfig, model: str)
     @app.get("/ui/info", include_in_schema=False)
     async def info() -> dict[str, Any]:
         # No secrets here: whether a key is needed, and names the page shows in its title.
-        return {"key_required": key is not None, "model": model, "company": company}
+        return {"key_required": bool(config.api_key), "model": model, "company": company}
 
     @app.get("/ui/strategy/{sid}", include_in_schema=False)
     async def strategy(sid: str, request: Request) -> JSONResponse:

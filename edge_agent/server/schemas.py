@@ -6,9 +6,10 @@ hand-writes JSON. The `edge_agent` extension field carries what retrieval did; i
 
 from __future__ import annotations
 
+import hmac
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -110,6 +111,21 @@ class ChatRequest(BaseModel):
 
     def reply_cap(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+
+def bearer_authorizer(api_key: str | None) -> Callable[[Any], None]:
+    """A check for `Authorization: Bearer <key>` on a request (a no-op when the server has no key)."""
+    key = api_key.encode("utf-8") if api_key else None
+
+    def authorize(request: Any) -> None:
+        if key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("utf-8"), key):
+            raise ApiError(401, "missing or wrong API key; send the header 'Authorization: Bearer <key>'",
+                           type="authentication_error", code="invalid_api_key")
+
+    return authorize
 
 
 def _param(loc: Sequence[Any]) -> str:
