@@ -115,6 +115,7 @@ class Agent:
         if retriever is not None:
             retriever.cost = self._guidance_cost
         self._grounded: Any = None  # built on first use: see edge_agent.grounding
+        self._checker: Any = None
 
     @classmethod
     def from_pack(
@@ -199,9 +200,17 @@ class Agent:
         return messages, found, (time.perf_counter() - t0) * 1e3
 
     # --- replies ---------------------------------------------------------------------------
+    def rule_checker(self) -> Any:
+        """The domain rules' checker (by pattern, and by meaning with the pack's embedder), built once."""
+        if self._checker is None:
+            from .rulecheck import RuleChecker
+
+            self._checker = RuleChecker(self.rules, self.retriever.embedder if self.retriever is not None else None)
+        return self._checker
+
     def rule_violations(self, text: str) -> list[str]:
         """Ids of the domain rules `text` breaks, by pattern and (where rules carry examples) by meaning."""
-        return self.grounding().rule_violations(text)
+        return list(self.rule_checker().violations(text))
 
     def grounding(self) -> Any:
         """The grounded mode's parts (planner, fact tracker, rule checker), built once."""

@@ -40,6 +40,15 @@ def normalised(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def broken_rules(text: str, rules: Sequence[PolicyRule],
+                 rule_check: Callable[[str], list[str]] | None = None) -> list[str]:
+    """Ids of the forbidden rules `text` breaks: by pattern, then whatever `rule_check` adds (by meaning)."""
+    broken = [r.id for r in rules if r.kind.startswith("forbidden") and r.matches(text)]
+    if rule_check is not None:
+        broken += [r for r in rule_check(text) if r not in broken]
+    return broken
+
+
 def unestablished_claims(text: str, specs: Sequence[FactSpec], facts: Facts) -> list[str]:
     """Conditions `text` asserts that do not hold in this conversation ("outage_confirmed", "!x")."""
     return [str(c) for c in claimed_facts(text, specs) if facts.holds(c) is not True]
@@ -85,9 +94,7 @@ def gate_reply(
     claims = unestablished_claims(stripped, specs, facts)
     if claims:
         return f"claims {', '.join(claims)}: not established"
-    broken = [r.id for r in rules if r.kind.startswith("forbidden") and r.matches(stripped)]
-    if rule_check is not None:
-        broken += [r for r in rule_check(stripped) if r not in broken]
+    broken = broken_rules(stripped, rules, rule_check)
     if broken:
         return f"breaks rule {', '.join(broken)}"
     if normalised(stripped) in {normalised(e) for e in earlier}:

@@ -21,7 +21,7 @@ from .backends import GenerationConfig, Usage
 from .conversation import query_text
 from .errors import ConfigError
 from .facts import Facts, FactSpec, FactTracker, load_fact_source
-from .gate import GateConfig, gate_reply, normalised
+from .gate import GateConfig, broken_rules, gate_reply, normalised
 from .pack import embed_turn_texts
 from .planner import Plan, Planner, PlannerParams
 from .prompting import PromptConfig
@@ -83,7 +83,7 @@ class Grounding:
         specs = fact_specs_from_manifest(domain)
         source_cfg = dict(domain.get("fact_source", {}) or {})
         source = load_fact_source(source_cfg, base=Path(pack.path) if pack is not None else None)
-        checker = RuleChecker(agent.rules, embedder)
+        checker = agent.rule_checker()
         tracker = FactTracker(specs, source, embed=embedder.embed)
         tracker.add_establishers(retriever.strategies)
         planner = Planner(
@@ -99,9 +99,6 @@ class Grounding:
         replies = turn[:, 1]
         domain_vectors = replies[np.linalg.norm(replies, axis=1) > 0]
         return cls(agent, planner, tracker, checker, domain_vectors, params)
-
-    def rule_violations(self, text: str) -> list[str]:
-        return self.checker.violations(text)
 
     # --- one turn -------------------------------------------------------------------------------
     def _retriever(self) -> Any:
@@ -155,18 +152,14 @@ class Grounding:
         hits, request_vec, timings = self.candidates(history)
         t0 = time.perf_counter()
         facts = self.tracker.derive(history)
-        before = self.tracker.derive(history[:-1]) if len(history) > 1 else None
-        new_facts = (
-            before is None and bool(facts.values) or before is not None and before.values != facts.values
-        )
+        best_relevance = self.planner.best_relevance(request_vec)
+        new_facts = False
+        if best_relevance < self.params.off_topic:  # only then does it matter whether this line added a fact
+            before = self.tracker.derive(history[:-1]) if len(history) > 1 else None
+            new_facts = bool(facts.values) if before is None else before.values != facts.values
         t1 = time.perf_counter()
         plan = self.planner.plan(
-            history,
-            hits,
-            request_vec,
-            facts,
-            new_facts=new_facts,
-            best_relevance=self.planner.best_relevance(request_vec),
+            history, hits, request_vec, facts, new_facts=new_facts, best_relevance=best_relevance
         )
         if "fact_source" in facts.why:  # the lookup failed: say so, the turn went on without it
             plan = replace(plan, reason=f"{plan.reason}; fact source {facts.why['fact_source']}")
@@ -280,7 +273,7 @@ class Grounding:
         text, cut = cap_tokens(
             plan.text, int(cfg.max_tokens), counter if callable(counter) else approx_tokens
         )
-        broken = [r.id for r in self.agent.rules if r.kind.startswith("forbidden") and r.matches(text)]
+        broken = broken_rules(text, self.agent.rules)
         if broken:  # a domain-authored safe reply that breaks a rule is a configuration error; never show it
             log.error("reply on route %s breaks %s; offering a person instead", plan.route, broken)
             return self.planner.replies["handoff"], False

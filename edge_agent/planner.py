@@ -21,7 +21,7 @@ from .adapt import AdaptParams, context_text, fit_exemplar
 from .domain import PolicyRule
 from .errors import ConfigError
 from .facts import Condition, Facts, FactSpec, parse_condition
-from .gate import normalised, unestablished_claims
+from .gate import broken_rules, normalised, unestablished_claims
 from .library import Strategy
 from .pack import request_of
 from .retrieval import Hit
@@ -409,7 +409,4 @@ class Planner:
         return ""
 
     def _broken(self, text: str) -> list[str]:
-        broken = [r.id for r in self.rules if r.kind.startswith("forbidden") and r.matches(text)]
-        if self.rule_check is not None:
-            broken += [r for r in self.rule_check(text) if r not in broken]
-        return broken
+        return broken_rules(text, self.rules, self.rule_check)

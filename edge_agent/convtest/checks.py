@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..domain import PolicyRule
-from ..gate import LEAK
+from ..gate import LEAK, broken_rules
 from .suite import Expect
 
 __all__ = ["CheckResult", "Context", "check_reply", "normalise", "LEAK"]
@@ -111,9 +111,7 @@ def check_reply(expect: Expect, reply: Any, earlier: Sequence[str], ctx: Context
     if "max_words" in c:
         add("max_words", _words(text) <= c["max_words"], f"{_words(text)} words, allowed <= {c['max_words']}")
     if c.get("rules"):
-        broken = [r.id for r in ctx.rules if r.kind.startswith("forbidden") and r.matches(text)]
-        if ctx.rule_check is not None:
-            broken += [r for r in ctx.rule_check(text) if r not in broken]
+        broken = broken_rules(text, ctx.rules, ctx.rule_check)
         add("rules", not broken, f"broke {broken}" if broken else "no rule broken")
     if c.get("no_repeat"):
         repeat = bool(low) and low in {normalise(e) for e in earlier}
