@@ -1,7 +1,8 @@
 """Conversations as plain data: OpenAI-style messages <-> the "CUSTOMER:/AGENT:" transcript text.
 
 Scenarios in a library are transcripts; the device sees messages. Both are turned into retrieval
-text by `query_text`, the one function that decides what part of a conversation is embedded.
+text by `query_text`, the one function that decides what part of a conversation is embedded;
+`request_of` says what the customer is asking for now.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Mapping, Sequence
 
-__all__ = ["parse_transcript", "render_transcript", "query_text", "ROLE_LABELS"]
+__all__ = ["parse_transcript", "render_transcript", "query_text", "request_of", "ROLE_LABELS", "ANSWER_WORDS"]
 
 ROLE_LABELS = {"user": "CUSTOMER", "assistant": "AGENT"}
 _LABEL_ROLES = {v: k for k, v in ROLE_LABELS.items()}
@@ -53,3 +54,23 @@ def query_text(messages: Sequence[Mapping[str, str]], last_turns: int = 3) -> st
     if last_turns > 0:
         turns = turns[-last_turns:]
     return render_transcript(turns)
+
+
+ANSWER_WORDS = 16  # a customer line this short, right after the agent asked something, answers it
+_ASKS = re.compile(
+    r"\?|\b(?:could you|can you|would you|please (?:give|tell|confirm|send)|give me|tell me)\b", re.IGNORECASE
+)
+
+
+def request_of(turns: Sequence[Mapping[str, str]]) -> str:
+    """The customer's open request: the last customer line, joined to the one before it when it only
+    answers the agent's question ("Sam Jones, AB1 2CD." after "Could I have your name?")."""
+    users = [i for i, m in enumerate(turns) if m.get("role") == "user"]
+    if not users:
+        return ""
+    last = str(turns[users[-1]].get("content", "")).strip()
+    before = turns[users[-1] - 1] if users[-1] > 0 else {}
+    if (len(users) > 1 and len(last.split()) <= ANSWER_WORDS and before.get("role") == "assistant"
+            and _ASKS.search(str(before.get("content", "")))):
+        return str(turns[users[-2]].get("content", "")).strip() + "\n" + last
+    return last

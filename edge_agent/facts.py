@@ -32,6 +32,7 @@ __all__ = [
     "parse_condition",
     "parse_fact_specs",
     "load_fact_source",
+    "specs_from_manifest",
     "claimed_facts",
 ]
 
@@ -102,6 +103,15 @@ class FactSpec:
             for k, v in self.__dict__.items()
             if v not in ((), "", False)
         }
+
+
+def specs_from_manifest(domain: Mapping[str, Any]) -> list[FactSpec]:
+    """The FactSpecs a pack's manifest records (`FactSpec.to_json` rows under domain.facts)."""
+    out = []
+    for item in domain.get("facts", []) or []:
+        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in item.items()}
+        out.append(FactSpec(**fields))
+    return out
 
 
 def _patterns(where: str, value: Any, key: str) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ broken; not a repeat. Pure functions over text plus an embedder callable; no mod
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,9 +100,3 @@ def gate_reply(
     if normalised(stripped) in {normalised(e) for e in earlier}:
         return "repeats an earlier reply"
     return ""
-
-
-def said_before(text: str, history: Sequence[Mapping[str, str]]) -> bool:
-    """True when the agent already gave this reply in the conversation."""
-    said = {normalised(str(m.get("content", ""))) for m in history if m.get("role") == "assistant"}
-    return normalised(text) in said

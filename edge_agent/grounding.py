@@ -20,7 +20,7 @@ import numpy as np
 from .backends import GenerationConfig, Usage
 from .conversation import query_text
 from .errors import ConfigError
-from .facts import Facts, FactSpec, FactTracker, load_fact_source
+from .facts import Facts, FactTracker, load_fact_source, specs_from_manifest
 from .gate import GateConfig, broken_rules, gate_reply, normalised
 from .pack import embed_turn_texts
 from .planner import Plan, Planner, PlannerParams
@@ -32,17 +32,9 @@ from .rulecheck import RuleChecker
 if TYPE_CHECKING:  # pragma: no cover
     from .agent import Agent, ReplyStream
 
-__all__ = ["Grounding", "fact_specs_from_manifest"]
+__all__ = ["Grounding"]
 
 log = logging.getLogger(__name__)
-
-
-def fact_specs_from_manifest(domain: Mapping[str, Any]) -> list[FactSpec]:
-    out = []
-    for item in domain.get("facts", []) or []:
-        fields: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in item.items()}
-        out.append(FactSpec(**fields))
-    return out
 
 
 class Grounding:
@@ -78,9 +70,9 @@ class Grounding:
         turn = pack.turn_vectors if pack is not None else None
         if turn is None or len(turn) != len(retriever.strategies):
             log.info("pack has no turn vectors (built by an older version); embedding them now")
-            turn = embed_turn_texts(retriever.strategies, embedder)[0]
+            turn = embed_turn_texts(retriever.strategies, embedder)
         domain = dict(pack.manifest.get("domain", {})) if pack is not None else {}
-        specs = fact_specs_from_manifest(domain)
+        specs = specs_from_manifest(domain)
         source_cfg = dict(domain.get("fact_source", {}) or {})
         source = load_fact_source(source_cfg, base=Path(pack.path) if pack is not None else None)
         checker = agent.rule_checker()

@@ -9,7 +9,6 @@ accelerator) and `embedder/` (ONNX model + tokenizer). Loading checks everything
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from collections import Counter
 import tempfile
@@ -20,13 +19,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from . import __version__
-from .conversation import parse_transcript, query_text
+from .conversation import parse_transcript, query_text, request_of
 from .embedder import EMBEDDER_CONFIG, Embedder, HashEmbedder, OnnxEmbedder
 from .errors import PackError
 from .files import is_lfs_pointer, sha256_file, write_json_atomic
 from .index import FAISS_MIN_ROWS, ExactIndex, FaissIndex, VectorIndex, build_faiss, faiss_header
 from .library import Strategy, parse_strategy_line, text_lines
 from .outdir import check_destination, install_dir
+from .rendering import clean_exemplar
 
 __all__ = [
     "FORMAT_NAME",
@@ -116,37 +116,16 @@ def index_text(strategy: Strategy, query_turns: int) -> str:
     return query_text(parse_transcript(strategy.scenario), query_turns)
 
 
-ANSWER_WORDS = 16  # a customer line this short, right after the agent asked something, answers it
-_ASKS = re.compile(r"\?|\b(?:could you|can you|would you|please (?:give|tell|confirm|send)|give me|tell me)\b",
-                   re.IGNORECASE)
-
-
-def request_of(turns: Sequence[Mapping[str, str]]) -> str:
-    """The customer's open request: the last customer line, joined to the one before it when it only
-    answers the agent's question ("Sam Jones, AB1 2CD." after "Could I have your name?")."""
-    users = [i for i, m in enumerate(turns) if m.get("role") == "user"]
-    if not users:
-        return ""
-    last = str(turns[users[-1]].get("content", "")).strip()
-    before = turns[users[-1] - 1] if users[-1] > 0 else {}
-    if (len(users) > 1 and len(last.split()) <= ANSWER_WORDS and before.get("role") == "assistant"
-            and _ASKS.search(str(before.get("content", "")))):
-        return str(turns[users[-2]].get("content", "")).strip() + "\n" + last
-    return last
-
-
 def turn_texts(strategy: Strategy) -> tuple[str, str]:
     """(the scenario's open customer request, the exemplar without its speaker label); "" if absent."""
     last = request_of(parse_transcript(strategy.scenario))
-    exemplar = re.sub(r"^\s*(?:AGENT|ASSISTANT)\s*:\s*", "", strategy.exemplar.strip(), flags=re.IGNORECASE)
-    return last.strip(), " ".join(exemplar.split())
+    return last.strip(), " ".join(clean_exemplar(strategy.exemplar).split())
 
 
 def embed_turn_texts(strategies: Sequence[Strategy], embedder: Embedder,
-                     reuse: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, int]:
-    """Turn vectors for every strategy (zeros where a text is empty) and how many texts were embedded."""
+                     reuse: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Turn vectors for every strategy (zeros where a text is empty); texts in `reuse` are not embedded."""
     out = np.zeros((len(strategies), 2, embedder.dim), dtype=np.float32)
-    done = 0
     for i, s in enumerate(strategies):
         for j, text in enumerate(turn_texts(s)):
             if not text:
@@ -155,8 +134,7 @@ def embed_turn_texts(strategies: Sequence[Strategy], embedder: Embedder,
                 out[i, j] = reuse[text]
             else:
                 out[i, j] = embedder.embed([text])[0]
-                done += 1
-    return out, done
+    return out
 
 
 def _fail(msg: str) -> PackError:
@@ -493,7 +471,7 @@ def build_pack(
     elif embedder_dir is not None:
         config = json.loads((Path(embedder_dir) / EMBEDDER_CONFIG).read_text(encoding="utf-8"))
         info.update({k: v for k, v in config.items() if k not in ("id", "dim")})
-    turn, _ = embed_turn_texts(items, embedder, turn_cache)
+    turn = embed_turn_texts(items, embedder, turn_cache)
     out = write_pack(path, items, vectors, embedder_info=info, embedder_dir=embedder_dir, domain=domain,
                      settings=settings, build=build, index_kind="flat" if len(items) < 20_000 else "auto",
                      force=force, turn_vectors=turn, data_files=data_files)

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 
 from .adapt import AdaptParams, context_text, fit_exemplar
+from .conversation import request_of
 from .domain import PolicyRule
 from .errors import ConfigError
 from .facts import Condition, Facts, FactSpec, parse_condition
 from .gate import broken_rules, normalised, unestablished_claims
 from .library import Strategy
-from .pack import request_of
 from .retrieval import Hit
 
 __all__ = ["ROUTES", "Candidate", "Plan", "Planner", "PlannerParams", "DEFAULT_REPLIES", "fill_template",

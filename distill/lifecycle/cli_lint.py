@@ -98,9 +98,9 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
         # a pack built with a policy digest records the full policy too: audit against that
         policy = str(block.get("policy") or block.get("system_prompt", ""))
         rules, rules_from = rules_from_manifest(block), "pack manifest"
-        from edge_agent.grounding import fact_specs_from_manifest
+        from edge_agent.facts import specs_from_manifest
 
-        specs = fact_specs_from_manifest(block)
+        specs = specs_from_manifest(block)
     if not lib.strategies:
         raise ConfigError(f"{lib.path} holds no strategies, so there is nothing to lint; add strategies with: "
                           "edge-agent library add")

@@ -120,9 +120,9 @@ def rebuild_pack(
         raise ConfigError("no strategies left to pack (all rejected" + (" or pending" if approved_only else "")
                           + "); approve some with: edge-agent library review LIBRARY")
     if facts is None:  # the old pack's declared facts, when no domain file was given
-        from edge_agent.grounding import fact_specs_from_manifest
+        from edge_agent.facts import specs_from_manifest
 
-        facts = fact_specs_from_manifest(domain)
+        facts = specs_from_manifest(domain)
     flags = lint_strategies(items, rules) + fact_flags(items, facts)
     gate(flags, allow=allow_lint_flags)
     if reuse is not None and reuse.embedder_info.get("id") != embedder.id:
