@@ -244,15 +244,12 @@ class Grounding:
                     result.text.strip(),
                     "",
                     plan.candidates,
-                    plan.facts,
                 ),
                 messages,
                 stats,
             )
         said = {normalised(e) for e in earlier}
-        safe = self.planner.safe(
-            plan.candidates, facts, said, f"the student's draft failed the gate ({failed})"
-        )
+        safe = self.planner.safe(plan.candidates, said, f"the student's draft failed the gate ({failed})")
         stats["completion_tokens"] = 0  # the draft was not shown
         return safe, messages, stats
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,8 +26,16 @@ from .gate import broken_rules, normalised, unestablished_claims
 from .library import Strategy
 from .retrieval import Hit
 
-__all__ = ["ROUTES", "Candidate", "Plan", "Planner", "PlannerParams", "DEFAULT_REPLIES", "fill_template",
-           "template_fields"]
+__all__ = [
+    "ROUTES",
+    "Candidate",
+    "Plan",
+    "Planner",
+    "PlannerParams",
+    "DEFAULT_REPLIES",
+    "fill_template",
+    "template_fields",
+]
 
 ROUTES = ("exemplar", "generated", "clarify", "handoff")
 DEFAULT_REPLIES = {
@@ -110,7 +118,6 @@ class Plan:
     text: str = ""
     strategy_id: str = ""
     candidates: tuple[Candidate, ...] = ()
-    facts: Mapping[str, Any] = field(default_factory=dict)
     missing: str = ""  # the fact a clarify question asks for
 
 
@@ -233,7 +240,7 @@ class Planner:
                 why = f"{hit.strategy.id} answers the latest message (relevance {relevance:.2f})"
                 if conds:
                     why += f"; its facts hold ({', '.join(map(str, conds))})"
-                return Plan("exemplar", why, text, hit.strategy.id, tuple(done), facts.to_json())
+                return Plan("exemplar", why, text, hit.strategy.id, tuple(done))
         if (
             best_relevance < p.off_topic
             and not new_facts
@@ -246,9 +253,8 @@ class Planner:
                 self.replies["off_topic"],
                 "",
                 tuple(done),
-                facts.to_json(),
             )
-        return self._fallback(done, clarify_for, facts, said)
+        return self._fallback(done, clarify_for, said)
 
     def _judge(
         self, hit: Hit, relevance: float, facts: Facts, context: str, said: set[str], fit_params: AdaptParams
@@ -289,7 +295,7 @@ class Planner:
         return "chosen", [], fitted.text
 
     def _fallback(
-        self, done: list[Candidate], clarify_for: tuple[str, Candidate] | None, facts: Facts, said: set[str]
+        self, done: list[Candidate], clarify_for: tuple[str, Candidate] | None, said: set[str]
     ) -> Plan:
         cands = tuple(done)
         if clarify_for is not None:
@@ -303,7 +309,6 @@ class Planner:
                     ask,
                     "",
                     cands,
-                    facts.to_json(),
                     missing=fact,
                 )
             if ask and normalised(self.replies["repeat_ask"]) not in said:
@@ -313,19 +318,14 @@ class Planner:
                     self.replies["repeat_ask"],
                     "",
                     cands,
-                    facts.to_json(),
                     missing=fact,
                 )
         if self.params.generate:
             why = "no library reply fits" if done else "nothing in the library is close"
-            return Plan(
-                "generate", why + " -> the student drafts one (gated)", "", "", cands, facts.to_json()
-            )
-        return self.safe(
-            cands, facts, said, "no library reply fits" if done else "nothing in the library is close"
-        )
+            return Plan("generate", why + " -> the student drafts one (gated)", "", "", cands)
+        return self.safe(cands, said, "no library reply fits" if done else "nothing in the library is close")
 
-    def safe(self, cands: tuple[Candidate, ...], facts: Facts, said: set[str], why: str) -> Plan:
+    def safe(self, cands: tuple[Candidate, ...], said: set[str], why: str) -> Plan:
         """Ask for more detail once; after that, offer a person."""
         if normalised(self.replies["clarify"]) not in said:
             return Plan(
@@ -334,7 +334,6 @@ class Planner:
                 self.replies["clarify"],
                 "",
                 cands,
-                facts.to_json(),
             )
         return Plan(
             "handoff",
@@ -342,7 +341,6 @@ class Planner:
             self.replies["handoff"],
             "",
             cands,
-            facts.to_json(),
         )
 
     # --- pieces ---------------------------------------------------------------------------------
