@@ -130,11 +130,12 @@ model_option = click.option("--model", default=None, envvar="EDGE_AGENT_MODEL", 
                             help="Registered model name or a GGUF path (default: the registry's default student).")
 
 
-def _parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+def parse_key_values(pairs: Sequence[str], hint: str = "--set") -> dict[str, Any]:
+    """KEY=VALUE options as a mapping; each value is JSON when it parses as JSON, else the text."""
     out: dict[str, Any] = {}
     for pair in pairs:
-        if "=" not in pair:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        if "=" not in pair or not pair.split("=", 1)[0]:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=hint)
         key, value = pair.split("=", 1)
         try:
             out[key] = json.loads(value)
@@ -178,7 +179,7 @@ def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool
     pack_dir = resolve_pack(pack_path) or default_pack()  # a directory, or the name of an installed pack
     agent = Agent.from_pack(
         pack_dir, pack_model(pack_dir, model), chat_template=chat_template, n_ctx=n_ctx,
-        retrieval=_parse_overrides(retrieval_set),
+        retrieval=parse_key_values(retrieval_set),
         prompting={"mode": mode} if mode else None,
         generation={"max_tokens": max_tokens, "temperature": temperature},
     )

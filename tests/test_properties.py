@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.agent import Agent, mock_student
-from edge_agent.cli import _parse_overrides
+from edge_agent.cli import parse_key_values
 from edge_agent.cli_chat import chat_session
 from edge_agent.convtest.suite import SuiteError, parse_suite
 from edge_agent.domain import parse_domain
@@ -66,7 +66,7 @@ def test_chat_answers_any_bytes(hash_pack: Path, data: bytes) -> None:
     max_size=4))
 def test_set_values_are_settings_or_one_line_errors(pairs: list[str]) -> None:
     try:
-        RetrievalConfig.from_mapping(_parse_overrides(pairs))
+        RetrievalConfig.from_mapping(parse_key_values(pairs))
     except (ConfigError, click.BadParameter):
         pass
 

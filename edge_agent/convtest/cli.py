@@ -31,19 +31,6 @@ def make_context(agent: Any) -> Any:
     )
 
 
-def _params(pairs: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 @click.command("test")
 @click.argument("suites", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
@@ -130,7 +117,9 @@ def test_command(
             f"error: no conversation matches -k {select_expr!r}; check the ids and tags", fg="red", err=True
         )
         sys.exit(2)
-    agent = _agent(pack_path, model, mode, _params(params))
+    from ..cli import parse_key_values
+
+    agent = _agent(pack_path, model, mode, parse_key_values(params, hint="--param"))
     ctx = make_context(agent)
 
     def progress(conv: Any) -> None:
