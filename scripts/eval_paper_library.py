@@ -106,7 +106,9 @@ def retrieval_embedder():
     return SentenceEmbedder()
 
 
-def write_paper_pack(path: Path, library: list[Strategy], system_prompt: str, rcfg: RetrievalConfig) -> None:
+def write_paper_pack(path: Path, library: list[Strategy], system_prompt: str, rcfg: RetrievalConfig, *,
+                     prompting: dict | None = None, facts: list | None = None) -> None:
+    """The stage-0 library as a pack (outside the repo); `facts` are FactSpecs the domain declares."""
     from edge_agent.embedder import OnnxEmbedder
     from edge_agent.pack import PackSettings, build_pack
 
@@ -117,7 +119,8 @@ def write_paper_pack(path: Path, library: list[Strategy], system_prompt: str, rc
             "threshold": rcfg.threshold,
             "query_turns": rcfg.query_turns,
             "budget_tokens": rcfg.budget_tokens,
-        }
+        },
+        prompting=prompting or {},
     )
     build_pack(
         path,
@@ -130,6 +133,7 @@ def write_paper_pack(path: Path, library: list[Strategy], system_prompt: str, rc
             "company": "Yale Airline",
             "system_prompt": system_prompt,
             "rules": [REFUND_PROMISE.__dict__],
+            **({"facts": [f.to_json() for f in facts]} if facts else {}),
         },
     )
 

@@ -24,11 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
-from eval_paper_library import DATA, REFUND_PROMISE, load  # noqa: E402  (the same data and rule)
+from eval_paper_library import DATA, REFUND_PROMISE, load, write_paper_pack  # noqa: E402  (the same data, rule, pack)
 
 from distill.tuning.data import split_dev  # noqa: E402
 from edge_agent.facts import FactSpec, claimed_facts  # noqa: E402
 from edge_agent.files import home_dir  # noqa: E402
+from edge_agent.retrieval import RetrievalConfig  # noqa: E402
 
 THRESHOLD = 0.6  # cosine to the teacher reply counted as "close"; the single-turn mean is ~0.67
 
@@ -122,28 +123,10 @@ def with_derived_requires(library: list) -> list:
 
 
 def write_pack(path: Path, library: list, system_prompt: str) -> None:
-    from edge_agent.embedder import OnnxEmbedder
-    from edge_agent.pack import PackSettings, build_pack
-
-    emb = home_dir() / "embedders" / "all-minilm-l6-v2-int8-per-channel"
-    settings = PackSettings(
-        retrieval={"top_k": 8, "threshold": 0.35, "query_turns": 1, "budget_tokens": 200},
-        prompting={"mode": "adapt", "params": {"min_score": 0.6, "rerank": 1.0, "fallback": "plain"}},
-    )
-    build_pack(
-        path,
-        with_derived_requires(library),
-        OnnxEmbedder(emb),
-        embedder_dir=emb,
-        settings=settings,
-        domain={
-            "name": "paper-airline",
-            "company": "Yale Airline",
-            "system_prompt": system_prompt,
-            "rules": [REFUND_PROMISE.__dict__],
-            "facts": [f.to_json() for f in PAPER_FACTS],
-        },
-    )
+    """The stage-0 library, with derived requires, in the grounded-ready retrieval the bench compares."""
+    rcfg = RetrievalConfig(top_k=8, threshold=0.35, query_turns=1, budget_tokens=200)
+    adapt = {"mode": "adapt", "params": {"min_score": 0.6, "rerank": 1.0, "fallback": "plain"}}
+    write_paper_pack(path, with_derived_requires(library), system_prompt, rcfg, prompting=adapt, facts=PAPER_FACTS)
 
 
 def main() -> int:
