@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 
 from edge_agent.adapt import context_text  # noqa: E402
 from edge_agent.agent import Agent  # noqa: E402
+from edge_agent.backends import ChatBackend  # noqa: E402
 from edge_agent.convtest import load_suite, run_suite  # noqa: E402
 from edge_agent.convtest.cli import make_context  # noqa: E402
 from edge_agent.facts import Facts  # noqa: E402
@@ -82,9 +83,8 @@ def audit(result, agent: Agent, suite) -> dict:
     }
 
 
-def run_demo(name: str, model: str | None) -> dict:
+def run_demo(name: str, agent: Agent) -> dict:
     suite = load_suite(SUITES / f"{name}.toml")
-    agent = Agent.from_pack(home_dir() / "packs" / "demo", model)
     result = run_suite(suite, agent, make_context(agent))
     s = result.summary()
     return {
@@ -104,7 +104,7 @@ def paired_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, n: int = 2000) -> tup
     return float(np.mean(diff)), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
-def run_paper(model: str | None, limit: int) -> dict:
+def run_paper(student: ChatBackend, limit: int) -> dict:
     made = subprocess.run(
         [
             sys.executable,
@@ -119,7 +119,6 @@ def run_paper(model: str | None, limit: int) -> dict:
     bench = home_dir() / "bench"
     suite = load_suite(bench / "paper-airline.toml")
     pack = bench / "paper-airline-pack"
-    first = Agent.from_pack(pack, model)
     rows = {}
     configs = {
         "adapt+rerank (before)": {
@@ -130,7 +129,7 @@ def run_paper(model: str | None, limit: int) -> dict:
         "grounded + gated student": {"mode": "grounded", "params": {"generate": True, "fallback": "plain"}},
     }
     for label, prompting in configs.items():
-        agent = Agent.from_pack(pack, student=first.student, prompting=prompting)
+        agent = Agent.from_pack(pack, student=student, prompting=prompting)
         result = run_suite(suite, agent, make_context(agent))
         cos = [
             c.score for t in result.turns for c in t.checks if c.kind == "similar_to" and c.score is not None
@@ -153,8 +152,9 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="JSON report")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    demo = run_demo("demo", args.model)
-    holdout = run_demo("demo-holdout", args.model)
+    shipped = Agent.from_pack(home_dir() / "packs" / "demo", args.model)  # one student for every run
+    demo = run_demo("demo", shipped)
+    holdout = run_demo("demo-holdout", shipped)
     misses: list[str] = []
     print(
         f"{'suite':<16} {'turns passed':>13} {'rate':>7} {'claims':>7} {'bad drafts':>10} {'rules':>6}  p50 ms by route"
@@ -183,7 +183,7 @@ def main() -> int:
         if not (PAPER / "library.jsonl").is_file():
             print(f"paper data not found at {PAPER}; run with --skip-paper", file=sys.stderr)
             return 2
-        rows = run_paper(args.model, args.paper_limit)
+        rows = run_paper(shipped.student, args.paper_limit)
         base = rows["adapt+rerank (before)"]["cosine"]
         print(
             f"\n{'paper-airline (held-out)':<28} {'mean cosine':>11} {'diff vs before [95% CI]':>28} {'refund':>7} {'p50 ms':>7}"
