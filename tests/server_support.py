@@ -16,10 +16,8 @@ from edge_agent.server import ServeConfig, create_app
 
 
 @contextmanager
-def running_server(agent: Any, config: ServeConfig | None = None, **overrides: Any) -> Iterator[str]:
-    """Serve `agent` on a free loopback port in a thread; yields the base URL (without /v1)."""
-    cfg = (config or ServeConfig()).model_copy(update=overrides)
-    app = create_app(agent, cfg)
+def serving(app: Any) -> Iterator[str]:
+    """Serve any ASGI app on a free loopback port in a thread; yields the base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -39,6 +37,14 @@ def running_server(agent: Any, config: ServeConfig | None = None, **overrides: A
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+@contextmanager
+def running_server(agent: Any, config: ServeConfig | None = None, **overrides: Any) -> Iterator[str]:
+    """Serve `agent` on a free loopback port in a thread; yields the base URL (without /v1)."""
+    cfg = (config or ServeConfig()).model_copy(update=overrides)
+    with serving(create_app(agent, cfg)) as base:
+        yield base
 
 
 class SlowChat:

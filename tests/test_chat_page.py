@@ -16,7 +16,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from edge_agent.server.page import CSP
 
 from .browser_support import Browser
 from .conftest import free_port, make_strategies
-from .server_support import SlowChat, loopback_only, running_server
+from .server_support import SlowChat, loopback_only, running_server, serving
 
 STATIC = Path(__file__).resolve().parents[1] / "edge_agent" / "server" / "static"
 SCRIPT = "<script>window.__pwned = 'script'</script>"
@@ -299,32 +298,6 @@ def test_real_student_answers_in_the_page(hash_pack: Path, tmp_path: Path) -> No
         panel = browser.evaluate("document.getElementById('panel-body').textContent")
         assert "first token" in panel and "decode speed" in panel
         assert browser.exceptions() == []
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """Serve any ASGI app on a free loopback port in a thread; yields the base URL."""
-    import socket
-
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 @pytest.mark.server
