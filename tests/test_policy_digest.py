@@ -33,6 +33,16 @@ DIGEST = ("1. Ask for the order number first.\n2. Unused items: refund within 30
           "3. Faulty gear: 2-year warranty; photos first.\n4. Refunds take 5 to 10 working days.")
 
 
+
+def _run(b: Any) -> dict[str, Any]:
+    """Run a build to its end and close its backends."""
+    async def go() -> dict[str, Any]:
+        try:
+            return await run_build(b)
+        finally:
+            await b.aclose()
+    return asyncio.run(go())
+
 def _desk(tmp: Path, policy_extra: str) -> Path:
     path = tmp / "desk.toml"
     path.write_text(STORE.read_text().replace('[policy]\n', f'[policy]\n{policy_extra}\n'))
@@ -139,12 +149,7 @@ def test_a_run_teaches_with_the_full_policy_and_the_student_sees_the_digest(tmp_
     b = open_build(run_dir, backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=echo,
                    embedder=HashEmbedder())
 
-    async def go() -> dict[str, Any]:
-        try:
-            return await run_build(b)
-        finally:
-            await b.aclose()
-    report = asyncio.run(go())
+    report = _run(b)
     teacher = [c for c in fake.calls if role_of(c) == "teacher"]
     assert teacher and all("resale partner" in c[0]["content"] for c in teacher)
     assert echo.calls and all(DIGEST in c[0]["content"] and "resale partner" not in c[0]["content"]
@@ -175,11 +180,6 @@ def test_a_run_of_a_domain_with_a_fact_source_copies_its_data_and_packs_it(tmp_p
     b = open_build(tmp_path / "run", backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=EchoStudent(),
                    embedder=HashEmbedder())
 
-    async def go() -> dict[str, Any]:
-        try:
-            return await run_build(b)
-        finally:
-            await b.aclose()
-    report = asyncio.run(go())
+    report = _run(b)
     assert report["status"] == "finished" and report["pack"]
     assert (Path(report["pack"]) / "facts" / Path(data).name).is_file()
