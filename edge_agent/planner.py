@@ -190,8 +190,10 @@ class Planner:
         self.params = params
         self._row = {s.id: i for i, s in enumerate(self.strategies)}
         self.vocabulary = domain_vocabulary(self.strategies)
-        for s in self.strategies:  # a typo in a requires list must fail at load, not silently never match
-            for cond in _conditions(s):
+        # each entry's requires, parsed once (a typo must fail at load, not silently never match)
+        self._conds = {s.id: _conditions(s) for s in self.strategies}
+        for s in self.strategies:
+            for cond in self._conds[s.id]:
                 if self.specs and cond.fact not in self.by_id:
                     raise ConfigError(
                         f"strategy {s.id} requires unknown fact {cond.fact!r}; declare it in the "
@@ -236,7 +238,7 @@ class Planner:
             if missing and clarify_for is None:
                 clarify_for = (missing[0].lstrip("!"), done[-1])
             if verdict == "chosen":
-                conds = _conditions(hit.strategy)
+                conds = self._conds_of(hit.strategy)
                 why = f"{hit.strategy.id} answers the latest message (relevance {relevance:.2f})"
                 if conds:
                     why += f"; its facts hold ({', '.join(map(str, conds))})"
@@ -269,7 +271,7 @@ class Planner:
                 [],
                 "",
             )
-        conds = _conditions(s)
+        conds = self._conds_of(s)
         conflict = [c for c in conds if facts.holds(c) is False]
         if conflict:
             return f"needs {', '.join(map(str, conflict))}, but it does not hold", [], ""
@@ -358,7 +360,7 @@ class Planner:
         extra = [
             Hit(s, FRESH_SCORE, i)
             for i, s in enumerate(self.strategies)
-            if s.id not in have and any(c.value and c.fact in fresh for c in _conditions(s))
+            if s.id not in have and any(c.value and c.fact in fresh for c in self._conds_of(s))
         ]
         return [*hits, *extra]
 
@@ -386,7 +388,7 @@ class Planner:
                     self.turn_vectors[row] @ np.atleast_2d(request_vecs).T
                 )  # (customer line | reply, requests)
                 relevance, to_reply = float(np.max(sims)), float(np.max(sims[1]))
-            if fresh and any(c.value and c.fact in fresh for c in _conditions(hit.strategy)):
+            if fresh and any(c.value and c.fact in fresh for c in self._conds_of(hit.strategy)):
                 relevance = to_reply = max(relevance, FRESH_RELEVANCE)
             # the gate is the best relevance; the order weighs how close the reply itself is to the request
             w = self.params.reply_weight
@@ -395,6 +397,10 @@ class Planner:
             )
         out.sort(key=lambda t: -t[2])
         return [(h, r) for h, r, _ in out]
+
+    def _conds_of(self, strategy: Strategy) -> list[Condition]:
+        cached = self._conds.get(strategy.id)
+        return cached if cached is not None else _conditions(strategy)
 
     def _asks_known(self, text: str, facts: Facts) -> str:
         for spec in self.specs:
