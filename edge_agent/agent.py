@@ -179,9 +179,13 @@ class Agent:
             from .plans import plan_for
 
             text = plan_for(self.prompting.mode).price(strategy, self.prompting.params)
-            counter = getattr(self.student, "count_tokens", None)
-            cost = self._costs[key] = int(counter(text)) if callable(counter) else approx_tokens(text)
+            cost = self._costs[key] = self.token_count(text)
         return cost
+
+    def token_count(self, text: str) -> int:
+        """`text` in the student's tokens (its own tokenizer when it has one, else an estimate)."""
+        counter = getattr(self.student, "count_tokens", None)
+        return int(counter(text)) if callable(counter) else approx_tokens(text)
 
     def retrieve(self, history: Sequence[Message], retrieval: RetrievalConfig | None = None) -> Retrieval:
         cfg = retrieval or self.retrieval

@@ -26,7 +26,7 @@ from .pack import embed_turn_texts
 from .planner import Plan, Planner, PlannerParams
 from .prompting import PromptConfig
 from .rendering import cap_tokens, render_prompt
-from .retrieval import Hit, approx_tokens
+from .retrieval import Hit
 from .rulecheck import RuleChecker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -164,11 +164,7 @@ class Grounding:
         if cut:
             stats["finish_reason"] = "length"
         end = time.perf_counter()
-        count = getattr(agent.student, "count_tokens", None)
-        completion = int(
-            stats.get("completion_tokens")
-            or (count(text) if callable(count) and text else approx_tokens(text))
-        )
+        completion = int(stats.get("completion_tokens") or (agent.token_count(text) if text else 0))
         usage = Usage(
             prompt_tokens=int(stats.get("prompt_tokens", 0)),
             completion_tokens=completion,
@@ -258,10 +254,7 @@ class Grounding:
     ) -> tuple[str, bool]:
         """The reply as shown, and whether max_tokens cut it: whole sentences while they fit, else
         whole words (as a generating model stops at the cap); never a reply that breaks a rule."""
-        counter = getattr(self.agent.student, "count_tokens", None)
-        text, cut = cap_tokens(
-            plan.text, int(cfg.max_tokens), counter if callable(counter) else approx_tokens
-        )
+        text, cut = cap_tokens(plan.text, int(cfg.max_tokens), self.agent.token_count)
         broken = broken_rules(text, self.agent.rules)
         if broken:  # a domain-authored safe reply that breaks a rule is a configuration error; never show it
             log.error("reply on route %s breaks %s; offering a person instead", plan.route, broken)

@@ -19,7 +19,7 @@ from .backends import GenerationConfig, Message, Usage
 from .library import Strategy
 from .prompting import MARKER_STOPS, PromptConfig
 from .rendering import RENDERERS, cap_tokens, check_mode, injected_text, render_prompt
-from .retrieval import RetrievalConfig, approx_tokens
+from .retrieval import RetrievalConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from .agent import Agent, Reply, ReplyStream
@@ -205,8 +205,7 @@ class AdaptPlan(GeneratePlan):
             return _streamed(
                 agent, messages, found, cfg, mode=self.name, route=route, start=start, assemble_ms=assemble_ms
             )
-        counter = getattr(agent.student, "count_tokens", None)
-        count = counter if callable(counter) else approx_tokens
+        count = agent.token_count
         shown, cut = cap_tokens(text, int(generation.max_tokens), count)
         end = time.perf_counter()
         revised = route == "revised"  # the student was asked to rewrite the exemplar
