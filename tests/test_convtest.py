@@ -380,6 +380,9 @@ def test_from_log_round_trip(hash_pack: Path, tmp_path: Path) -> None:
     transcript = tmp_path / "t.txt"
     transcript.write_text("CUSTOMER: hi\n\nAGENT: hello\n\nCUSTOMER: bye", encoding="utf-8")
     assert 'customer = "bye"' in skeleton(read_exchange(transcript), "t")
+    one = tmp_path / "one.jsonl"  # a single `chat --json` turn is one JSON object, still a chat log
+    one.write_text(json.dumps({"customer": "hi", "text": "Hello!"}) + "\n", encoding="utf-8")
+    assert read_exchange(one) == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]
     junk = tmp_path / "junk.jsonl"
     junk.write_text('{"a": 1}\n{"b": 2}\n', encoding="utf-8")
     bad = run_cli("--from-log", str(junk), cwd=tmp_path)

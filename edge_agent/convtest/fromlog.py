@@ -30,6 +30,24 @@ def _from_json(data: Any, source: str) -> list[dict[str, str]]:
     return messages
 
 
+def _from_lines(text: str, source: str) -> list[dict[str, str]]:
+    """Messages from `chat --json` output: one object per turn with `customer` and `text`."""
+    messages = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise SuiteError(f"{source} line {n}: not JSON; expected `chat --json` output") from None
+        if not isinstance(row, dict) or not isinstance(row.get("customer"), str):
+            raise SuiteError(f"{source} line {n}: no 'customer' field; expected `chat --json` output")
+        messages.append({"role": "user", "content": row["customer"]})
+        if isinstance(row.get("text"), str):
+            messages.append({"role": "assistant", "content": row["text"]})
+    return messages
+
+
 def read_exchange(path: Path) -> list[dict[str, str]]:
     """The conversation in a log file, as user/assistant messages (system messages dropped)."""
     if not path.is_file():
@@ -43,29 +61,16 @@ def read_exchange(path: Path) -> list[dict[str, str]]:
             f"{path.name}: not UTF-8 text; pass a `chat --json` log, a request JSON or a transcript"
         ) from None
     stripped = text.strip()
-    messages: list[dict[str, str]] = []
-    if stripped.startswith(("{", "[")):
-        try:
-            messages = _from_json(json.loads(stripped), path.name)
-        except json.JSONDecodeError:
-            for n, line in enumerate(stripped.splitlines(), 1):  # JSON lines from `chat --json`
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    raise SuiteError(
-                        f"{path.name} line {n}: not JSON; expected `chat --json` output"
-                    ) from None
-                if not isinstance(row, dict) or not isinstance(row.get("customer"), str):
-                    raise SuiteError(
-                        f"{path.name} line {n}: no 'customer' field; expected `chat --json` output"
-                    ) from None
-                messages.append({"role": "user", "content": row["customer"]})
-                if isinstance(row.get("text"), str):
-                    messages.append({"role": "assistant", "content": row["text"]})
-    else:
+    if not stripped.startswith(("{", "[")):
         messages = parse_transcript(stripped)
+    else:
+        try:
+            whole = json.loads(stripped)
+        except json.JSONDecodeError:
+            whole = None
+        # a request body or a message list; anything else (one `chat --json` turn included) is JSON lines
+        chat_rows = whole is None or isinstance(whole, dict) and "messages" not in whole
+        messages = _from_lines(stripped, path.name) if chat_rows else _from_json(whole, path.name)
     if not any(m["role"] == "user" for m in messages):
         raise SuiteError(f"{path.name}: no customer lines found")
     return messages
