@@ -1,6 +1,6 @@
 """`edge-agent distill`: build a strategy library with a teacher, resume it, or estimate its cost.
 
-A thin click layer over `distill.rundir` and `distill.loop`; progress is drawn with rich on a
+A thin click layer over `distill.builder.rundir` and `distill.builder.loop`; progress is drawn with rich on a
 terminal (calls, tokens, cost and cache hits live), and `--json` prints the run report instead.
 """
 
@@ -18,8 +18,8 @@ import click
 from edge_agent.cli import LazyGroup
 from edge_agent.domain import load_domain
 
+from .builder.progress import Progress as _Progress
 from .config import settings_from_domain
-from .progress import Progress as _Progress
 
 __all__ = ["distill_group"]
 
@@ -45,8 +45,8 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 
 def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str, Any], budget: Mapping[str, Any],
              teacher: Mapping[str, Any] | None = None) -> None:
-    from .loop import run_build
-    from .rundir import open_build
+    from .builder.loop import run_build
+    from .builder.rundir import open_build
 
     show = not as_json and not no_progress
     progress = _Progress(enabled=show and sys.stderr.isatty(), lines=show)
@@ -153,7 +153,7 @@ def _budget_overrides(kw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @click.group("distill", cls=LazyGroup, lazy={"derive-compact": "distill.tuning.cli:derive_compact_command",
-                                                 "digest": "distill.cli_digest:digest_command"})
+                                                 "digest": "distill.digest.cli:digest_command"})
 def distill_group() -> None:
     """Build a strategy library with a teacher model (any OpenAI-compatible endpoint).
 
@@ -196,7 +196,7 @@ def run_command(domain_path: Path, run_dir: Path, teacher_url: str | None, teach
       edge-agent distill run --domain desk.toml --out runs/desk --teacher-url https://api.example/v1 \\
           --teacher-model big-model --api-key-env OPENAI_API_KEY --max-cost 5
     """
-    from .rundir import init_run
+    from .builder.rundir import init_run
 
     init_run(run_dir, domain_path, teacher={"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env,
                                             "json_mode": json_mode, "teacher_id": teacher_id},
@@ -224,7 +224,7 @@ def resume_command(run_dir: Path, teacher_url: str | None, teacher_model: str | 
       edge-agent distill resume runs/desk --max-cost 10
       edge-agent distill resume runs/desk --teacher-url http://127.0.0.1:8081/v1 --timeout-s 300
     """
-    from .rundir import update_endpoint
+    from .builder.rundir import update_endpoint
 
     changed = update_endpoint(run_dir, {"base_url": teacher_url, "model": teacher_model, "api_key_env": api_key_env,
                                         "teacher_id": teacher_id})
@@ -248,7 +248,7 @@ def estimate_command(domain_path: Path, teacher_model: str | None, as_json: bool
     Example:
       edge-agent distill estimate --domain distill/domains/airline.toml --teacher-model gpt-4o --personas 8
     """
-    from .estimate import budget_warnings, estimate_run, format_estimate
+    from .builder.estimate import budget_warnings, estimate_run, format_estimate
 
     domain = load_domain(domain_path)
     settings = settings_from_domain(domain.settings, domain_path.name)

@@ -21,7 +21,7 @@ from typing import Any
 from edge_agent.backends import ChatResult, GenerationConfig, Message, Usage
 from edge_agent.prompting import GUIDANCE_OPEN
 
-from .prompts import ROLE_LINES
+from .builder.prompts import ROLE_LINES
 
 __all__ = ["EchoStudent", "LoopbackTeacher", "fake_teacher_reply", "role_of"]
 

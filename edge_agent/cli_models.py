@@ -43,7 +43,7 @@ def _human_size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
 
 
-@click.group("models", cls=LazyGroup, lazy={"export-embedder": "distill.cli_export:export_embedder_command"})
+@click.group("models", cls=LazyGroup, lazy={"export-embedder": "distill.embedder_export.cli:export_embedder_command"})
 def models_group() -> None:
     """List, verify and register models (GGUF students and embedders).
 

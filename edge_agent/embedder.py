@@ -71,7 +71,7 @@ class HashEmbedder:
 
 
 class OnnxEmbedder:
-    """A sentence-transformers model exported to ONNX (see `distill.export`), run by onnxruntime.
+    """A sentence-transformers model exported to ONNX (see `distill.embedder_export.onnx`), run by onnxruntime.
 
     The directory holds `model.onnx`, `tokenizer.json` and `embedder.json`
     ({"id", "dim", "max_tokens", "pooling": "mean", "normalise": true}).

@@ -2,7 +2,7 @@
 
 A bundle is a zip an Android/iOS app can use without FAISS: `manifest.json`, `strategies.json`
 (row i = vector i), `vectors.f16` (a 16-byte header, then float16 little-endian rows) and the ONNX
-embedder with its tokenizer. `distill.lifecycle.export` writes it; this module only reads and
+embedder with its tokenizer. `distill.lifecycle.mobile_bundle` writes it; this module only reads and
 encodes, with numpy and the standard library (FORMAT.md inside each bundle is the spec).
 """
 

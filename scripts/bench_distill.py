@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distill.loop import run_build
-from distill.rundir import init_run, open_build
+from distill.builder.loop import run_build
+from distill.builder.rundir import init_run, open_build
 from distill.testing import EchoStudent
 from edge_agent.embedder import HashEmbedder
 

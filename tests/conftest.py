@@ -77,7 +77,7 @@ def onnx_embedder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     found = real_embedder_dir()
     if found is not None:
         return found
-    from distill.export import export_embedder  # the dev install includes the distill extra
+    from distill.embedder_export.onnx import export_embedder  # the dev install includes the distill extra
 
     out = tmp_path_factory.mktemp("embedder") / EMBEDDER_NAME
     export_embedder(None, out)

@@ -14,7 +14,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from distill.metrics import policy_violations, reply_similarity
-from distill.schemas import Judgement, MalformedOutput, parse_output, repair_messages
+from distill.roles.schemas import Judgement, MalformedOutput, parse_output, repair_messages
 from edge_agent.backends import ChatBackend, GenerationConfig
 from edge_agent.conversation import render_transcript
 from edge_agent.domain import PolicyRule

@@ -1,7 +1,7 @@
 """Remote roles for evaluation (customer simulator, teacher, judge) as synchronous ChatBackends.
 
 Each call goes through the distill call cache first (same request, same reply, no cost), then the
-shared budget `Meter`, then the async OpenAI-compatible backend of `distill.openai_backend`.
+shared budget `Meter`, then the async OpenAI-compatible backend of `distill.roles.openai_chat`.
 Per-call temperature, max_tokens and seed come from the caller's GenerationConfig.
 """
 
@@ -17,11 +17,11 @@ from pydantic import BaseModel
 from edge_agent.backends import ChatResult, GenerationConfig, Message, Usage
 from edge_agent.files import home_dir
 
-from ..budget import BudgetExceeded, Meter
-from ..cache import CallCache, request_key
 from ..config import Endpoint
-from ..llm import response_format
-from ..openai_backend import AsyncChat, ChatRequest, OpenAIChat
+from ..roles.budget import BudgetExceeded, Meter
+from ..roles.cache import CallCache, request_key
+from ..roles.caller import response_format
+from ..roles.openai_chat import AsyncChat, ChatRequest, OpenAIChat
 
 __all__ = ["RoleChat", "default_cache_path", "make_endpoint", "make_role"]
 

@@ -20,7 +20,7 @@ from edge_agent.embedder import Embedder
 from edge_agent.errors import BackendError, ConfigError
 from edge_agent.pack import Pack
 
-from ..budget import BudgetExceeded
+from ..roles.budget import BudgetExceeded
 from .conditions import GLOBAL_GUIDELINE, ChatResponder, Condition, StudentLoader, build_responders
 from .judges import ConversationJudge, TurnJudge, score_offline
 from .records import Case, Conversation, Recording

@@ -15,9 +15,9 @@ from edge_agent.backends import GenerationConfig
 from edge_agent.domain import Domain, load_domain
 from edge_agent.errors import ConfigError
 
-from ..budget import Meter
-from ..cache import CallCache
 from ..config import BudgetSettings, Endpoint, parse_settings, settings_from_domain
+from ..roles.budget import Meter
+from ..roles.cache import CallCache
 from .cases import CaseSelection, select_cases
 from .conditions import GLOBAL_GUIDELINE, parse_condition
 from .judges import Verdict

@@ -5,8 +5,8 @@ optional LLM lint check talks to whatever OpenAI-compatible endpoint the user na
 """
 
 from .diff import LibraryDiff, diff_libraries
-from .export import export_mobile
 from .lint import Flag, gate, lint_strategies
+from .mobile_bundle import export_mobile
 from .rebuild import RebuildResult, rebuild_pack
 from .review import Decision, apply_decisions, read_decisions
 from .store import Library, open_library, save_library

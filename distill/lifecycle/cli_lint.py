@@ -12,7 +12,6 @@ import click
 from edge_agent.cli import demo_dir
 from edge_agent.domain import load_domain
 from edge_agent.errors import ConfigError
-
 from edge_agent.lint import fact_flags
 
 from .lint import Flag, blocking, lint_strategies, rules_from_manifest
@@ -56,7 +55,7 @@ def _embedder(lib: Any, embedder_dir: Path | None, quiet: bool) -> Any:
 
 def _content_flags(strategies: Any) -> list[Flag]:
     """Distilled entries that are garbage (placeholder or meta text, a customer who speaks as the agent)."""
-    from ..quality import problems
+    from ..builder.quality import problems
 
     return [Flag(s.id, "*", "content", "content", "warning", "", reason)
             for s in strategies if s.source == "distilled" and s.status != "rejected"

@@ -122,7 +122,7 @@ def pack_export_command(path: Path | None, mobile: Path, as_json: bool) -> None:
       edge-agent pack export --mobile demo-mobile.zip
       edge-agent pack export packs/reviewed --mobile reviewed.zip
     """
-    from .export import export_mobile
+    from .mobile_bundle import export_mobile
 
     pack = load_pack(path or default_pack(), use_faiss=False)
     result = export_mobile(pack, mobile)

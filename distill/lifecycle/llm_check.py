@@ -65,7 +65,7 @@ def _flag(strategy: Strategy, verdict: str, reason: str, model: str) -> Flag | N
 
 async def _run(strategies: Sequence[Strategy], backend: Any, policy: str, max_tokens: int,
                concurrency: int) -> list[Flag | None]:
-    from distill.openai_backend import ChatRequest
+    from distill.roles.openai_chat import ChatRequest
 
     limit = asyncio.Semaphore(concurrency)
 
@@ -93,7 +93,7 @@ def llm_check(strategies: Sequence[Strategy], backend: Any, policy: str, *, max_
 def openai_checker(base_url: str, model: str, api_key_env: str = "", timeout_s: float = 60.0) -> Any:
     """An OpenAI-compatible endpoint as the audit backend (the key is read from `api_key_env`)."""
     from distill.config import Endpoint
-    from distill.openai_backend import OpenAIChat
+    from distill.roles.openai_chat import OpenAIChat
 
     endpoint = Endpoint(role="lint", base_url=base_url, model=model, api_key_env=api_key_env,
                         max_tokens=120, timeout_s=timeout_s, json_mode="off")

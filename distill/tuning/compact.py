@@ -162,10 +162,10 @@ class EndpointChat:
         self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=2)
 
     def chat(self, messages: Sequence[Any], config: Any = None) -> Any:
+        from openai import OpenAIError
+
         from edge_agent.backends import ChatResult
         from edge_agent.errors import BackendError
-
-        from openai import OpenAIError
 
         try:
             response = self.client.chat.completions.create(
