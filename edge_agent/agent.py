@@ -10,17 +10,17 @@ tests pass fakes; `Agent.from_pack` wires the real ones from a pack and a regist
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from .backends import ChatBackend, GenerationConfig, Message, Usage
+from .backends import ChatBackend, GenerationConfig, Message
+from .domain import PolicyRule
 from .errors import ConfigError
 from .pack import Pack, load_pack
-from .domain import PolicyRule
-from .prompting import MARKER_STOPS, PromptConfig
-from .rendering import render_prompt
-from .retrieval import Hit, Retrieval, RetrievalConfig, Retriever, approx_tokens
+from .prompting import MARKER_STOPS
+from .rendering import PromptConfig, render_prompt
+from .reply import Reply, ReplyStream
+from .retrieval import Retrieval, RetrievalConfig, Retriever, approx_tokens
 
 __all__ = ["Agent", "Reply", "ReplyStream", "mock_student", "MARKER_STOPS"]
 
@@ -35,56 +35,6 @@ def mock_student() -> ChatBackend:
                 (" and will follow our guidance for this case." if guided else "."))
 
     return ScriptedChat(answer, name="mock")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One agent turn: the text, the strategies that were injected (with scores) and timings (ms)."""
-
-    text: str
-    hits: list[Hit] = field(default_factory=list)
-    timings: Mapping[str, float] = field(default_factory=dict)
-    usage: Usage = field(default_factory=Usage)
-    prompt: list[dict[str, str]] = field(default_factory=list)
-    mode: str = ""
-    finish_reason: str = "stop"
-    route: str = ""  # grounded: exemplar|generated|clarify|handoff; adapt: "exemplar", "revised", "fallback:<why>"
-    reason: str = ""  # why this route was taken (grounded mode)
-    candidates: list[Any] = field(default_factory=list)  # planner.Candidate per entry considered
-    facts: Mapping[str, Any] = field(default_factory=dict)  # facts established in this conversation
-    strategy_id: str = ""  # the library entry whose reply was used, if any
-
-    def to_json(self) -> dict[str, Any]:
-        grounded = {"reason": self.reason, "candidates": [c.to_json() for c in self.candidates],
-                    "facts": dict(self.facts), "strategy_id": self.strategy_id} if self.reason else {}
-        return {
-            "text": self.text,
-            "strategies": [h.to_json() for h in self.hits],
-            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
-            "usage": {"prompt_tokens": self.usage.prompt_tokens,
-                      "completion_tokens": self.usage.completion_tokens,
-                      "evaluated_prompt_tokens": self.usage.evaluated_prompt_tokens},
-            "mode": self.mode,
-            "finish_reason": self.finish_reason,
-            **({"route": self.route} if self.route else {}),
-            **grounded,
-        }
-
-
-class ReplyStream:
-    """Iterate to get text pieces as they are generated; `.reply` is set once it is exhausted."""
-
-    def __init__(self, pieces: Iterator[str], finish: Any) -> None:
-        self._pieces = pieces
-        self._finish = finish
-        self._text: list[str] = []
-        self.reply: Reply | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        for piece in self._pieces:
-            self._text.append(piece)
-            yield piece
-        self.reply = self._finish("".join(self._text))
 
 
 class Agent:

@@ -24,13 +24,13 @@ from .facts import Facts, FactTracker, load_fact_source, specs_from_manifest
 from .gate import GateConfig, broken_rules, gate_reply, normalised
 from .pack import embed_turn_texts
 from .planner import Plan, Planner, PlannerParams
-from .prompting import PromptConfig
-from .rendering import cap_tokens, render_prompt
+from .rendering import PromptConfig, cap_tokens, render_prompt
+from .reply import Reply, ReplyStream
 from .retrieval import Hit
 from .rulecheck import RuleChecker
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .agent import Agent, ReplyStream
+    from .agent import Agent
 
 __all__ = ["Grounding"]
 
@@ -137,7 +137,6 @@ class Grounding:
     def stream(
         self, history: Sequence[Mapping[str, str]], cfg: GenerationConfig, pcfg: PromptConfig
     ) -> ReplyStream:
-        from .agent import Reply, ReplyStream
 
         agent = self.agent
         start = time.perf_counter()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .backends import GenerationConfig, Message, Usage
 from .library import Strategy
-from .prompting import MARKER_STOPS, PromptConfig
-from .rendering import RENDERERS, cap_tokens, check_mode, injected_text, render_prompt
+from .prompting import MARKER_STOPS
+from .rendering import RENDERERS, PromptConfig, cap_tokens, check_mode, injected_text, render_prompt
+from .reply import Reply, ReplyStream
 from .retrieval import RetrievalConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .agent import Agent, Reply, ReplyStream
+    from .agent import Agent
 
 __all__ = ["TurnPlan", "GeneratePlan", "AdaptPlan", "GroundedPlan", "plan_for"]
 
@@ -64,7 +65,6 @@ def _student_reply(
     assemble_ms: float,
 ) -> Reply:
     """The Reply of a turn the student generated, with its usage and timings."""
-    from .agent import Reply
 
     stats = dict(getattr(agent.student, "last_stats", {}) or {})
     end = time.perf_counter()
@@ -107,7 +107,6 @@ def _streamed(
     assemble_ms: float,
 ) -> ReplyStream:
     """The student's reply to `messages`, streamed token by token; `.reply` is set at the end."""
-    from .agent import ReplyStream
 
     gen_start = time.perf_counter()
     pieces: Iterator[str] = iter(agent.student.stream(messages, cfg))
@@ -181,7 +180,6 @@ class AdaptPlan(GeneratePlan):
         prompting: PromptConfig,
     ) -> ReplyStream:
         from .adapt import choose_adapted
-        from .agent import Reply, ReplyStream
 
         start = time.perf_counter()
         cfg = _with_marker_stops(generation)

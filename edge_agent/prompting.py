@@ -3,24 +3,24 @@
 The system prompt comes first and never changes within a conversation, so llama.cpp reuses its
 KV cache. Retrieved guidance is attached to the latest customer message only, inside markers that
 customer text cannot forge, and is never written back into history.
-The rendering modes themselves live in `rendering` (which builds on this module, never the reverse).
+The rendering modes and their settings (`PromptConfig`) live in `rendering`, which builds on this
+module, never the reverse.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from .errors import ConfigError
 from .library import Strategy
 
 __all__ = [
-    "PromptConfig",
     "GUIDANCE_OPEN",
     "GUIDANCE_CLOSE",
     "MARKER_STOPS",
     "Messages",
+    "append_to_last_user",
+    "base_messages",
     "guidance_text",
     "sanitize_customer_text",
 ]
@@ -32,28 +32,6 @@ MARKER_STOPS = ("[[", "[End AGENT", "[END AGENT", "[AGENT GUIDANCE")
 _MARKER = re.compile(r"\[\[\s*(END\s+)?AGENT\s+GUIDANCE[^\]]*\]\]", re.IGNORECASE)
 
 Messages = list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class PromptConfig:
-    """How hits are rendered. Stored per pack in manifest.settings.prompting."""
-
-    mode: str = "compact"
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any]) -> "PromptConfig":
-        unknown = sorted(set(data) - {"mode", "params"})
-        if unknown:
-            raise ConfigError(f"unknown prompting setting(s) {', '.join(unknown)}; valid: mode, params")
-        mode = str(data.get("mode", cls.mode))
-        from .rendering import check_mode  # the modes live there; imported at call time, so no import cycle
-
-        check_mode(mode)
-        params = data.get("params", {})
-        if not isinstance(params, Mapping):
-            raise ConfigError(f"prompting params must be a table of settings, got {type(params).__name__}")
-        return cls(mode=mode, params=dict(params))
 
 
 def sanitize_customer_text(text: str) -> str:
@@ -78,7 +56,7 @@ def guidance_text(strategy: Strategy, form: str = "compact") -> str:
     return strategy.strategy.strip()
 
 
-def _history(system_prompt: str, history: Sequence[Mapping[str, str]]) -> Messages:
+def base_messages(system_prompt: str, history: Sequence[Mapping[str, str]]) -> Messages:
     out: Messages = []
     if system_prompt:
         out.append({"role": "system", "content": system_prompt})
@@ -93,7 +71,7 @@ def _history(system_prompt: str, history: Sequence[Mapping[str, str]]) -> Messag
     return out
 
 
-def _append_to_last_user(messages: Messages, block: str) -> Messages:
+def append_to_last_user(messages: Messages, block: str) -> Messages:
     for i in range(len(messages) - 1, -1, -1):
         if messages[i]["role"] == "user":
             messages[i] = {"role": "user", "content": f"{messages[i]['content']}\n\n{block}"}

@@ -10,23 +10,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from .conversation import parse_transcript
-from .library import Strategy
 from .errors import ConfigError
+from .library import Strategy
 from .prompting import (
     GUIDANCE_CLOSE,
     GUIDANCE_OPEN,
     Messages,
-    PromptConfig,
-    _append_to_last_user,
-    _history,
+    append_to_last_user,
+    base_messages,
     guidance_text,
 )
 from .retrieval import Hit, approx_tokens
 
 __all__ = [
+    "PromptConfig",
     "RENDERERS",
     "Renderer",
     "check_mode",
@@ -80,30 +81,50 @@ def trim_to_tokens(text: str, budget: int, count: Callable[[str], int] = approx_
 def render_plain(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
                  params: Mapping[str, Any]) -> Messages:
     """No guidance at all: the base student."""
-    return _history(system_prompt, history)
+    return base_messages(system_prompt, history)
 
 
 def render_compact(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
                    params: Mapping[str, Any]) -> Messages:
     """Compact strategies as a delimited block after the latest customer message."""
-    messages = _history(system_prompt, history)
+    messages = base_messages(system_prompt, history)
     if not hits:
         return messages
     lines = [guidance_text(h.strategy, str(params.get("form", "compact"))) for h in hits]
     block = "\n".join([GUIDANCE_OPEN, *lines, GUIDANCE_CLOSE])
-    return _append_to_last_user(messages, block)
+    return append_to_last_user(messages, block)
 
 
 def render_bracketed(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
                      params: Mapping[str, Any]) -> Messages:
     """The paper's rendering: the full strategy of the top hit in brackets after the message."""
-    messages = _history(system_prompt, history)
+    messages = base_messages(system_prompt, history)
     if not hits:
         return messages
-    return _append_to_last_user(messages, f"[{guidance_text(hits[0].strategy, 'full')}]")
+    return append_to_last_user(messages, f"[{guidance_text(hits[0].strategy, 'full')}]")
 
 
 Renderer = Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]], Messages]
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How hits are rendered. Stored per pack in manifest.settings.prompting."""
+
+    mode: str = "compact"
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "PromptConfig":
+        unknown = sorted(set(data) - {"mode", "params"})
+        if unknown:
+            raise ConfigError(f"unknown prompting setting(s) {', '.join(unknown)}; valid: mode, params")
+        mode = str(data.get("mode", cls.mode))
+        check_mode(mode)
+        params = data.get("params", {})
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"prompting params must be a table of settings, got {type(params).__name__}")
+        return cls(mode=mode, params=dict(params))
+
 
 RENDERERS: dict[str, Renderer] = {
     "plain": render_plain,
@@ -148,7 +169,7 @@ def revision_prompt(
 ) -> Messages:
     """Ask the student to rewrite a draft (the fitted exemplar) as its next reply (the adapt mode)."""
     draft = str(params.get("draft", "")) or (clean_exemplar(hits[0].strategy.exemplar) if hits else "")
-    messages = _history(system_prompt, history)
+    messages = base_messages(system_prompt, history)
     note = (
         "\n\n[[DRAFT REPLY - written by a colleague for a similar customer; rewrite it so it answers "
         f"my last message, keep what fits and add no new facts]]\n{draft}\n[[END DRAFT REPLY]]"
@@ -193,7 +214,7 @@ def _compact_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, 
     if not hits:
         return messages
     lines = [guidance_text(h.strategy, _form(params)) for h in hits]
-    return _append_to_last_user(messages, "\n".join([GUIDANCE_OPEN, *lines, GUIDANCE_CLOSE]))
+    return append_to_last_user(messages, "\n".join([GUIDANCE_OPEN, *lines, GUIDANCE_CLOSE]))
 
 
 def _exemplar_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, Any]) -> Messages:
@@ -205,7 +226,7 @@ def _exemplar_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str,
     if content.endswith(GUIDANCE_CLOSE):  # one guidance block per turn, even when combined
         merged = content[: -len(GUIDANCE_CLOSE)] + "\n".join([EXEMPLAR_NOTE, example, GUIDANCE_CLOSE])
         return [*messages[:last], {"role": "user", "content": merged}, *messages[last + 1 :]]
-    return _append_to_last_user(messages, "\n".join([GUIDANCE_OPEN, EXEMPLAR_NOTE, example, GUIDANCE_CLOSE]))
+    return append_to_last_user(messages, "\n".join([GUIDANCE_OPEN, EXEMPLAR_NOTE, example, GUIDANCE_CLOSE]))
 
 
 def _exemplar_system_part(messages: Messages, hits: Sequence[Hit], params: Mapping[str, Any]) -> Messages:
@@ -263,7 +284,7 @@ def combine(
         hits: Sequence[Hit],
         params: Mapping[str, Any],
     ) -> Messages:
-        messages = _history(system_prompt, history)
+        messages = base_messages(system_prompt, history)
         for name in ordered:
             messages = PARTS[name](messages, hits, params)
         return messages

@@ -7,7 +7,6 @@ collapse and a token budget for what gets injected. `Retriever` wires the embedd
 from __future__ import annotations
 
 import math
-
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence

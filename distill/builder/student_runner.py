@@ -18,8 +18,7 @@ from edge_agent.embedder import Embedder
 from edge_agent.index import ExactIndex
 from edge_agent.library import Strategy
 from edge_agent.pack import PackSettings, index_text
-from edge_agent.prompting import PromptConfig
-from edge_agent.rendering import render_prompt
+from edge_agent.rendering import PromptConfig, render_prompt
 from edge_agent.retrieval import Hit, RetrievalConfig, Retriever
 
 from ..roles.cache import CallCache, request_key

@@ -16,7 +16,7 @@ from edge_agent.agent import Agent
 from edge_agent.backends import ChatBackend, GenerationConfig
 from edge_agent.errors import ConfigError
 from edge_agent.pack import Pack
-from edge_agent.prompting import PromptConfig
+from edge_agent.rendering import PromptConfig
 
 __all__ = [
     "GLOBAL_GUIDELINE",

@@ -27,7 +27,7 @@ from edge_agent.backends import ChatBackend, GenerationConfig
 from edge_agent.domain import PolicyRule
 from edge_agent.embedder import Embedder
 from edge_agent.errors import ConfigError
-from edge_agent.prompting import PromptConfig
+from edge_agent.rendering import PromptConfig
 from edge_agent.retrieval import Retriever
 
 __all__ = [

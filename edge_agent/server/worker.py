@@ -203,8 +203,8 @@ class GenerationWorker:
 
 def _close(*iterators: Any) -> None:
     """Close the reply generators now, so the student's lock and KV state are released at once
-    (not whenever the garbage collector gets to them). ReplyStream wraps the student's generator."""
-    for it in (*iterators, *(getattr(i, "_pieces", None) for i in iterators)):
+    (not whenever the garbage collector gets to them); `ReplyStream.close` closes the student's."""
+    for it in iterators:
         close = getattr(it, "close", None)
         if callable(close):
             close()

@@ -11,7 +11,7 @@ from edge_agent.domain import PolicyRule
 from edge_agent.embedder import HashEmbedder
 from edge_agent.index import ExactIndex
 from edge_agent.library import Strategy
-from edge_agent.prompting import PromptConfig
+from edge_agent.rendering import PromptConfig
 from edge_agent.retrieval import Hit, RetrievalConfig, Retriever
 
 CONTEXT = "Policy: travel credits are offered at Yale Airline.\nCUSTOMER: I booked flight 442 for March."

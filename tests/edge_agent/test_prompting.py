@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
-from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN, PromptConfig
-from edge_agent.rendering import render_prompt
+from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN
+from edge_agent.rendering import PromptConfig, render_prompt
 from edge_agent.retrieval import Hit
 
 HIT = Hit(Strategy(id="a", scenario="CUSTOMER: x", strategy="Full text.", compact="Say sorry."), 0.9, 0)

@@ -119,7 +119,6 @@ def test_library_loader_refuses_with_pack_errors_only(tmp_path: Path, lines: lis
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from edge_agent.embedder import HashEmbedder
     from edge_agent.pack import build_pack
-
     from tests.conftest import make_strategies
 
     pack = build_pack(tmp_path_factory.mktemp("p") / "pack", make_strategies(4), HashEmbedder(dim=16)).path

@@ -13,7 +13,8 @@ from edge_agent.backends import GenerationConfig
 from edge_agent.embedder import OnnxEmbedder
 from edge_agent.library import read_library
 from edge_agent.pack import PackSettings, build_pack, load_pack
-from edge_agent.prompting import GUIDANCE_OPEN, PromptConfig
+from edge_agent.prompting import GUIDANCE_OPEN
+from edge_agent.rendering import PromptConfig
 
 pytestmark = pytest.mark.real
 

@@ -12,10 +12,11 @@ from edge_agent.backends import ScriptedChat
 from edge_agent.embedder import HashEmbedder
 from edge_agent.library import Strategy
 from edge_agent.pack import PackSettings, build_pack, load_pack
-from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN, PromptConfig
+from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN
 from edge_agent.rendering import (
     EXEMPLAR_NOTE,
     SYSTEM_NOTE,
+    PromptConfig,
     clean_exemplar,
     injected_text,
     render_prompt,

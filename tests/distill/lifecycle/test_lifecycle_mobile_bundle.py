@@ -17,7 +17,7 @@ from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import PackError
 from edge_agent.library import Review, Strategy
 from edge_agent.mobile import MobileBundle
-from edge_agent.pack import PackSettings, build_pack, load_pack, write_pack
+from edge_agent.pack import PackSettings, load_pack, write_pack
 from tests.conftest import make_strategies
 
 
