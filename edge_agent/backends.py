@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
 
 from .errors import BackendError, ConfigError
 
@@ -19,6 +19,7 @@ __all__ = [
     "ChatResult",
     "GenerationConfig",
     "ChatBackend",
+    "ChatStream",
     "ScriptedChat",
     "register_backend",
     "make_backend",
@@ -70,6 +71,42 @@ class GenerationConfig:
         except TypeError as exc:
             raise ConfigError(f"unknown generation setting: {exc}; valid ones: "
                               f"{', '.join(self.__dict__)}") from None
+
+
+class ChatStream:
+    """Text pieces as they are decoded; `result` (usage, finish reason, timings) once exhausted.
+
+    What `ChatBackend.stream` returns, so a caller learns what a streamed call cost from the call
+    itself, never from an attribute the backend set on the side.
+
+    >>> s = ChatStream.of(ChatResult("Hello there", Usage(3, 2)))
+    >>> "".join(s), s.result.usage.completion_tokens
+    ('Hello there', 2)
+    """
+
+    def __init__(self, pieces: Iterable[str], finish: Callable[[str], ChatResult]) -> None:
+        self._pieces = iter(pieces)
+        self._finish = finish
+        self._text: list[str] = []
+        self.result: ChatResult | None = None
+
+    @classmethod
+    def of(cls, result: ChatResult) -> "ChatStream":
+        """A finished call as a stream of one piece (for backends that cannot stream)."""
+        return cls([result.text] if result.text else [], lambda _text: result)
+
+    def __iter__(self) -> Iterator[str]:
+        for piece in self._pieces:
+            self._text.append(piece)
+            yield piece
+        if self.result is None:
+            self.result = self._finish("".join(self._text))
+
+    def close(self) -> None:
+        """Stop decoding now (the backend releases its model lock and KV state)."""
+        close = getattr(self._pieces, "close", None)
+        if callable(close):
+            close()
 
 
 @runtime_checkable
