@@ -21,7 +21,7 @@ from edge_agent.library import write_library
 from edge_agent.lint import blocking, lint_strategies
 from edge_agent.pack import build_pack
 
-from .quality import quality_summary
+from ..lifecycle.quality import quality_summary
 from .state import State, library_from
 
 log = logging.getLogger(__name__)

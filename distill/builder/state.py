@@ -17,7 +17,7 @@ from edge_agent.library import Strategy
 
 from .hygiene import apply_merges, dedupe
 from .improve import Outcome, outcome_strategy
-from .quality import problems, reject
+from ..lifecycle.quality import problems, reject
 from .rollout import Rollout
 from .rundir import Build
 from .scenarios import cut_scenarios
@@ -91,7 +91,7 @@ class Built:
 def library_from(b: Build, state: State, stages: Sequence[int], vectors: dict[str, np.ndarray]) -> Built:
     """The library after these stages, from journaled outcomes only (deterministic), and the merges.
 
-    Entries that fail the content checks (`distill.builder.quality`) never join the library the student
+    Entries that fail the content checks (`distill.lifecycle.quality`) never join the library the student
     sees or absorb a near-duplicate; they are kept aside, marked rejected with the reasons.
     """
     library: list[Strategy] = []

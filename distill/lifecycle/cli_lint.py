@@ -55,7 +55,7 @@ def _embedder(lib: Any, embedder_dir: Path | None, quiet: bool) -> Any:
 
 def _content_flags(strategies: Any) -> list[Flag]:
     """Distilled entries that are garbage (placeholder or meta text, a customer who speaks as the agent)."""
-    from ..builder.quality import problems
+    from .quality import problems
 
     return [Flag(s.id, "*", "content", "content", "warning", "", reason)
             for s in strategies if s.source == "distilled" and s.status != "rejected"

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from distill.builder.loop import run_build
 from distill.builder.progress import Progress
-from distill.builder.quality import problems, quality_summary, text_problems
+from distill.lifecycle.quality import problems, quality_summary, text_problems
 from distill.builder.rundir import init_run, open_build
 from distill.builder.scenarios import cap_customers, make_customers
 from distill.cli import distill_group

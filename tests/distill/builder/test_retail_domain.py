@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.builder.quality import text_problems
+from distill.lifecycle.quality import text_problems
 from distill.builder.scenarios import domain_situations
 from edge_agent.domain import load_domain
 from edge_agent.embedder import HashEmbedder
