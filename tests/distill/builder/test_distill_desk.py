@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -11,13 +10,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from distill.builder.loop import run_build
 from distill.builder.progress import Progress
-from distill.lifecycle.quality import problems, quality_summary, text_problems
 from distill.builder.rundir import init_run, open_build
 from distill.builder.scenarios import cap_customers, make_customers
 from distill.cli import distill_group
 from distill.config import ROLES, RunSettings, settings_from_domain
+from distill.lifecycle.quality import problems, quality_summary, text_problems
 from distill.roles.openai_chat import ScriptedAsyncChat
 from distill.testing import EchoStudent, LoopbackTeacher, fake_teacher_reply, role_of
 from edge_agent.backends import ScriptedChat
@@ -30,6 +28,8 @@ REPO = Path(__file__).resolve().parents[3]
 DOMAINS = REPO / "distill" / "domains"
 AIRLINE = DOMAINS / "airline.toml"
 TEACHER = {"base_url": "http://127.0.0.1:9/v1", "model": "fake-teacher"}
+
+from tests.distill.support import finish_build
 
 
 def _entry(**kw: Any) -> Strategy:
@@ -103,13 +103,7 @@ def _run(tmp: Path, name: str, fn: Callable[[Sequence[Mapping[str, str]]], str] 
     fake = ScriptedChat(fn, name="fake")
     b = open_build(run_dir, backends={r: ScriptedAsyncChat(fake) for r in ROLES},
                    student=EchoStudent(), embedder=HashEmbedder())
-
-    async def go() -> dict[str, Any]:
-        try:
-            return await run_build(b)
-        finally:
-            await b.aclose()
-    return asyncio.run(go())
+    return finish_build(b)
 
 
 def test_a_run_of_garbage_keeps_nothing_says_why_and_warns(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from distill.builder.loop import run_build
 from distill.builder.rundir import init_run, open_build
 from distill.config import RunSettings
 from distill.roles.openai_chat import ChatRequest, OpenAIChat
@@ -18,6 +17,8 @@ from edge_agent.errors import BackendError, ConfigError
 from edge_agent.library import read_library
 
 AIRLINE = Path(__file__).resolve().parents[3] / "distill" / "domains" / "airline.toml"
+
+from tests.distill.support import finish_build
 
 
 def _endpoint(url: str, **kw: Any) -> Any:
@@ -60,13 +61,7 @@ def _build(tmp: Path, url: str, name: str = "run", **loop: Any) -> dict[str, Any
                  loop={"personas": 1, "stages": (1.0,), "rounds": 2, "concurrency": 2, **loop}, student="echo",
                  embedder="hash", cache=tmp / f"{name}.sqlite", run_id=name)
     b = open_build(run_dir, student=EchoStudent(), embedder=HashEmbedder())
-
-    async def go() -> dict[str, Any]:
-        try:
-            return await run_build(b)
-        finally:
-            await b.aclose()
-    return asyncio.run(go())
+    return finish_build(b)
 
 
 def _is_json_call(body: dict[str, Any]) -> bool:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from distill.builder.improve import improve
-from distill.builder.loop import run_build
 from distill.builder.prompts import ROLE_LINES
 from distill.builder.rundir import init_run, open_build
 from distill.builder.scenarios import cut_scenarios
@@ -30,6 +29,8 @@ from edge_agent.prompting import GUIDANCE_OPEN
 REPO = Path(__file__).resolve().parents[3]
 AIRLINE = REPO / "distill" / "domains" / "airline.toml"
 TEACHER = {"base_url": "http://127.0.0.1:9/v1", "model": "fake-teacher"}
+
+from tests.distill.support import finish_build
 
 
 def _caller(fn: Callable[[Sequence[Mapping[str, str]]], str], **loop: Any) -> tuple[Caller, ScriptedChat]:
@@ -113,13 +114,7 @@ def _run(tmp: Path, name: str, fn: Callable[[Sequence[Mapping[str, str]]], str] 
     fake = ScriptedChat(fn, name="fake")
     b = open_build(run_dir, backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=EchoStudent(),
                    embedder=HashEmbedder(), budget=budget)
-
-    async def go() -> dict[str, Any]:
-        try:
-            return await run_build(b)
-        finally:
-            await b.aclose()
-    return asyncio.run(go()), fake
+    return finish_build(b), fake
 
 
 def _comparable(path: Path) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from distill.builder.loop import run_build
 from distill.builder.rundir import init_run, open_build
 from distill.config import ROLES
 from distill.digest.draft import check_digest
@@ -26,6 +24,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.library import read_library
 from edge_agent.pack import load_pack
 from edge_agent.packbuild import digest_warnings
+from tests.distill.support import finish_build
 
 REPO = Path(__file__).resolve().parents[3]
 STORE = REPO / "distill" / "domains" / "outdoor_store.toml"
@@ -33,15 +32,6 @@ DIGEST = ("1. Ask for the order number first.\n2. Unused items: refund within 30
           "3. Faulty gear: 2-year warranty; photos first.\n4. Refunds take 5 to 10 working days.")
 
 
-
-def _run(b: Any) -> dict[str, Any]:
-    """Run a build to its end and close its backends."""
-    async def go() -> dict[str, Any]:
-        try:
-            return await run_build(b)
-        finally:
-            await b.aclose()
-    return asyncio.run(go())
 
 def _desk(tmp: Path, policy_extra: str) -> Path:
     path = tmp / "desk.toml"
@@ -149,7 +139,7 @@ def test_a_run_teaches_with_the_full_policy_and_the_student_sees_the_digest(tmp_
     b = open_build(run_dir, backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=echo,
                    embedder=HashEmbedder())
 
-    report = _run(b)
+    report = finish_build(b)
     teacher = [c for c in fake.calls if role_of(c) == "teacher"]
     assert teacher and all("resale partner" in c[0]["content"] for c in teacher)
     assert echo.calls and all(DIGEST in c[0]["content"] and "resale partner" not in c[0]["content"]
@@ -180,6 +170,6 @@ def test_a_run_of_a_domain_with_a_fact_source_copies_its_data_and_packs_it(tmp_p
     b = open_build(tmp_path / "run", backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=EchoStudent(),
                    embedder=HashEmbedder())
 
-    report = _run(b)
+    report = finish_build(b)
     assert report["status"] == "finished" and report["pack"]
     assert (Path(report["pack"]) / "facts" / Path(data).name).is_file()
