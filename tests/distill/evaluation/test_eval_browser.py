@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from distill.evaluation.cases import CaseSelection, select_cases
 from distill.evaluation.conditions import parse_condition
@@ -16,26 +14,18 @@ from distill.evaluation.runner import EvalSettings, run_online
 from edge_agent.cli import demo_dir
 from edge_agent.domain import load_domain
 from edge_agent.pack import load_pack
+from tests.browser_support import FLAGS, chromium_path
 from tests.distill.evaluation.test_eval_runner import CONDS, _parts
 
 FIGURES = ("plot-distribution", "plot-differences", "plot-personas", "plot-strategies", "plot-latency")
 
 
-def _chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed; run scripts/test.sh (its set-up installs Debian's chromium) "
-                    "or apt-get install -y chromium")
-    return found
-
-
 def _flags(profile: Path) -> list[str]:
-    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"]
+    return [*FLAGS, f"--user-data-dir={profile}"]
 
 
 def test_report_renders_with_plots(tmp_path: Path, hash_pack: Path) -> None:
-    browser = _chromium()
+    browser = chromium_path()
     domain = load_domain(demo_dir() / "domain.toml")
     cases = select_cases(domain, CaseSelection(personas=4, seed=1))
     conds = (*CONDS, parse_condition("pack", model="good"))

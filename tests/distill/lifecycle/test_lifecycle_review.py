@@ -19,17 +19,16 @@ from distill.lifecycle.review import (
 )
 from edge_agent.cli import cli
 from edge_agent.errors import ConfigError
-from edge_agent.library import read_library, write_library
+from edge_agent.library import read_library
 from tests.conftest import make_strategies
+from tests.distill.lifecycle.conftest import pending_library
 
 AT = "2026-01-02T03:04:05+00:00"
 
 
 @pytest.fixture
 def lib_path(tmp_path: Path) -> Path:
-    path = tmp_path / "lib.jsonl"
-    write_library(path, [s.replace(status="pending") for s in make_strategies(5)])
-    return path
+    return pending_library(tmp_path / "lib.jsonl", 5)
 
 
 @pytest.mark.parametrize("word, edits, status, recorded", [

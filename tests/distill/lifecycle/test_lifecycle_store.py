@@ -20,19 +20,17 @@ from distill.lifecycle.store import (
 )
 from edge_agent.cli import cli
 from edge_agent.errors import ConfigError
-from edge_agent.library import read_library, strategy_id, write_library
+from edge_agent.library import read_library, strategy_id
 from tests.conftest import make_strategies
+from tests.distill.lifecycle.conftest import pending_library
 
 AT = "2026-01-02T03:04:05+00:00"
 
 
 @pytest.fixture
 def lib_path(tmp_path: Path) -> Path:
-    path = tmp_path / "lib.jsonl"
-    items = [s.replace(status="pending", source="distilled", provenance={"run": "r1", "teacher": "t-big"})
-             for s in make_strategies(6)]
-    write_library(path, items)
-    return path
+    provenance = {"run": "r1", "teacher": "t-big"}
+    return pending_library(tmp_path / "lib.jsonl", 6, source="distilled", provenance=provenance)
 
 
 def run(*args: str, input: str | None = None) -> click.testing.Result:
