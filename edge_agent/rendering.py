@@ -87,21 +87,22 @@ def render_plain(system_prompt: str, history: Sequence[Mapping[str, str]], hits:
 def render_compact(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
                    params: Mapping[str, Any]) -> Messages:
     """Compact strategies as a delimited block after the latest customer message."""
-    messages = base_messages(system_prompt, history)
-    if not hits:
-        return messages
-    lines = [guidance_text(h.strategy, str(params.get("form", "compact"))) for h in hits]
-    block = "\n".join([GUIDANCE_OPEN, *lines, GUIDANCE_CLOSE])
-    return append_to_last_user(messages, block)
+    form = str(params.get("form", "compact"))
+    return _after_last_user(system_prompt, history, hits, lambda top: "\n".join(
+        [GUIDANCE_OPEN, *(guidance_text(h.strategy, form) for h in top), GUIDANCE_CLOSE]))
 
 
 def render_bracketed(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
                      params: Mapping[str, Any]) -> Messages:
     """The paper's rendering: the full strategy of the top hit in brackets after the message."""
+    return _after_last_user(system_prompt, history, hits, lambda top: f"[{guidance_text(top[0].strategy, 'full')}]")
+
+
+def _after_last_user(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
+                     block: Callable[[Sequence[Hit]], str]) -> Messages:
+    """The conversation with `block(hits)` after the latest customer message (unchanged without hits)."""
     messages = base_messages(system_prompt, history)
-    if not hits:
-        return messages
-    return append_to_last_user(messages, f"[{guidance_text(hits[0].strategy, 'full')}]")
+    return append_to_last_user(messages, block(hits)) if hits else messages
 
 
 Renderer = Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]], Messages]
