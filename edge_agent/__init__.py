@@ -14,11 +14,12 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _PUBLIC = {
-    "Agent": "agent", "Reply": "agent", "ReplyStream": "agent",
+    "Agent": "agent", "Reply": "reply", "ReplyStream": "reply",
     "Pack": "pack", "load_pack": "pack", "build_pack": "pack",
     "Strategy": "library", "read_library": "library",
     "Domain": "domain", "load_domain": "domain",
-    "ChatBackend": "backends", "GenerationConfig": "backends", "ScriptedChat": "backends",
+    "ChatBackend": "backends", "ChatResult": "backends", "ChatStream": "backends", "Usage": "backends",
+    "GenerationConfig": "backends", "ScriptedChat": "backends", "make_backend": "backends",
     "Embedder": "embedder", "OnnxEmbedder": "embedder", "HashEmbedder": "embedder",
     "FactSpec": "facts", "Facts": "facts",
     "Planner": "planner", "Plan": "planner",
