@@ -101,25 +101,20 @@ def test_gate_refuses_off_domain_drafts_with_the_real_embedder(agent: Agent) -> 
     )
 
 
-def test_three_demo_conversations_pass_through_the_command(grounded_pack: Path, tmp_path: Path) -> None:
+THREE = "outage-verify-then-confirm or cancel-within-term or refund-full-month"
+
+
+def _edge_test(pack: Path, *args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """`edge-agent test` on three demo conversations, through the installed entry point."""
     entry = Path(sys.executable).parent / "edge-agent"
+    suite = REPO / "tests" / "conversations" / "demo.toml"
+    return subprocess.run([str(entry), "test", str(suite), "--pack", str(pack), "-k", THREE, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_three_demo_conversations_pass_through_the_command(grounded_pack: Path, tmp_path: Path) -> None:
     junit = tmp_path / "report.xml"
-    done = subprocess.run(
-        [
-            str(entry),
-            "test",
-            str(REPO / "tests" / "conversations" / "demo.toml"),
-            "--pack",
-            str(grounded_pack),
-            "--junit",
-            str(junit),
-            "-k",
-            "outage-verify-then-confirm or cancel-within-term or refund-full-month",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _edge_test(grounded_pack, "--junit", str(junit), timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3/3 passed" in done.stdout and junit.is_file()
 
@@ -127,24 +122,7 @@ def test_three_demo_conversations_pass_through_the_command(grounded_pack: Path, 
 def test_the_harness_with_a_generating_student(grounded_pack: Path, tmp_path: Path) -> None:
     """The same command with the student writing every reply (compact mode): the real model is called,
     the run completes, and failures are reported as failures (exit 1), not errors."""
-    entry = Path(sys.executable).parent / "edge-agent"
-    done = subprocess.run(
-        [
-            str(entry),
-            "test",
-            str(REPO / "tests" / "conversations" / "demo.toml"),
-            "--pack",
-            str(grounded_pack),
-            "--mode",
-            "compact",
-            "--json",
-            "-k",
-            "outage-verify-then-confirm or cancel-within-term or refund-full-month",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _edge_test(grounded_pack, "--mode", "compact", "--json", timeout=600)
     assert done.returncode in (0, 1), done.stderr
     import json
 
