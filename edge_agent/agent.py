@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .backends import ChatBackend, GenerationConfig, Message
+from .backends import LLAMA_CPP, ChatBackend, GenerationConfig, LocalModel, Message, backend_names, make_backend
 from .domain import PolicyRule
 from .errors import ConfigError
 from .pack import Pack, load_pack
@@ -21,20 +21,30 @@ from .prompting import MARKER_STOPS
 from .rendering import PromptConfig, render_prompt
 from .reply import Reply, ReplyStream
 from .retrieval import Retrieval, RetrievalConfig, Retriever, approx_tokens
+from .runtime import RuntimeConfig
 
-__all__ = ["Agent", "Reply", "ReplyStream", "mock_student", "MARKER_STOPS"]
+__all__ = ["Agent", "Reply", "ReplyStream", "mock_student", "student_for", "MARKER_STOPS"]
 
 
 def mock_student() -> ChatBackend:
     """`--model mock`: a scripted student that answers instantly, for demos of the plumbing and tests."""
-    from .backends import ScriptedChat
+    return make_backend("mock")
 
-    def answer(messages: Sequence[Message]) -> str:
-        guided = "AGENT GUIDANCE" in str(messages[-1].get("content", ""))
-        return ("Thanks for reaching out. I have noted your request" +
-                (" and will follow our guidance for this case." if guided else "."))
 
-    return ScriptedChat(answer, name="mock")
+def student_for(model: str | None, *, chat_template: Path | str | None = None, n_ctx: int | None = None,
+                runtime: RuntimeConfig | None = None, system_prompt: str | None = None,
+                cache_dir: Path | None = None) -> tuple[ChatBackend, dict[str, Any]]:
+    """The student a `--model` value names, and its decoding defaults: a registered backend ("mock",
+    "scripted"), else a GGUF by registry name or path run by llama.cpp (`system_prompt` warms its KV
+    prefix from `cache_dir`)."""
+    if model is not None and model != LLAMA_CPP and model in backend_names():
+        return make_backend(model), {}
+    from .models import resolve_model
+
+    spec = resolve_model(model, chat_template=chat_template)
+    student = make_backend(LLAMA_CPP, spec=spec, n_ctx=n_ctx, runtime=runtime, system_prompt=system_prompt,
+                           cache_dir=cache_dir)
+    return student, dict(spec.generation)
 
 
 class Agent:
@@ -60,7 +70,7 @@ class Agent:
         self.generation = generation or GenerationConfig()
         self.pack = pack
         # Policy rules the adapt mode's fit check enforces; from the pack's domain by default.
-        self.rules = list(rules) if rules is not None else _pack_rules(pack)
+        self.rules = list(rules) if rules is not None else (pack.rules if pack is not None else [])
         self._costs: dict[tuple[str, str, str], int] = {}
         if retriever is not None:
             retriever.cost = self._guidance_cost
@@ -81,13 +91,18 @@ class Agent:
         generation: Mapping[str, Any] | None = None,
         embed_threads: int | None = None,
         warm_prefix: bool = True,
+        runtime: RuntimeConfig | None = None,
     ) -> "Agent":
-        """Load a pack and a student (registry name, GGUF path, or a ready backend).
+        """Load a pack and a student (a backend name such as "mock", a registry name, a GGUF path,
+        or a ready backend).
 
         `chat_template` is the path of a Jinja template file, for GGUFs that lack one. With
         `warm_prefix`, the system prompt's KV state is loaded from (or saved to) the cache in
         $EDGE_AGENT_HOME/kvcache, so a cold start prefills only the customer's first message.
+        `runtime` (threads, wait policy; default: `RuntimeConfig()`) is passed to the student and the
+        embedder; the CLI and the server pass `RuntimeConfig.from_env()`.
         """
+        runtime = runtime or RuntimeConfig()
         from concurrent.futures import ThreadPoolExecutor
 
         loaded = pack if isinstance(pack, Pack) else load_pack(pack)
@@ -95,27 +110,19 @@ class Agent:
         gen_defaults: dict[str, Any] = {}
         # The ONNX session and the GGUF load in native code that releases the GIL: overlap them.
         pool = ThreadPoolExecutor(max_workers=1)
-        embedder_future = pool.submit(loaded.open_embedder, threads=embed_threads)
+        embedder_future = pool.submit(loaded.open_embedder, threads=embed_threads or runtime.embed_threads)
         pool.shutdown(wait=False)
-        if student is None and model == "mock":
-            student = mock_student()
         if student is None:
-            from .models import resolve_model, verify_model
-            from .student import LlamaStudent
+            from .files import home_dir
 
-            spec = resolve_model(model, chat_template=chat_template)
-            verify_model(spec)
-            gen_defaults = dict(spec.generation)
-            student = LlamaStudent(spec.path, n_ctx=n_ctx or spec.n_ctx, chat_template=spec.chat_template,
-                                   name=spec.name)
-            if warm_prefix:
-                from .files import home_dir
-
-                student.warm_prefix(loaded.system_prompt, home_dir() / "kvcache")
-        gen = GenerationConfig().merged(**gen_defaults).merged(**dict(settings.generation)).merged(
+            student, gen_defaults = student_for(
+                model, chat_template=chat_template, n_ctx=n_ctx, runtime=runtime,
+                system_prompt=loaded.system_prompt if warm_prefix else None, cache_dir=home_dir() / "kvcache")
+        # The pack's generation table overrides the model's defaults only for the keys it gives.
+        gen = GenerationConfig().merged(**gen_defaults).merged(**settings.table("generation")).merged(
             **dict(generation or {}))
-        rcfg = RetrievalConfig.from_mapping({**dict(settings.retrieval), **dict(retrieval or {})})
-        pcfg = PromptConfig.from_mapping({**dict(settings.prompting), **dict(prompting or {})})
+        rcfg = settings.retrieval.merged(**dict(retrieval or {}))
+        pcfg = PromptConfig.from_mapping({**settings.table("prompting"), **dict(prompting or {})})
         retriever = Retriever(embedder_future.result(), loaded.index, loaded.strategies, loaded.vectors, rcfg)
         return cls(student, system_prompt=loaded.system_prompt, retriever=retriever, retrieval=rcfg,
                    prompting=pcfg, generation=gen, pack=loaded)
@@ -134,8 +141,9 @@ class Agent:
 
     def token_count(self, text: str) -> int:
         """`text` in the student's tokens (its own tokenizer when it has one, else an estimate)."""
-        counter = getattr(self.student, "count_tokens", None)
-        return int(counter(text)) if callable(counter) else approx_tokens(text)
+        if isinstance(self.student, LocalModel):
+            return int(self.student.count_tokens(text))
+        return approx_tokens(text)
 
     def retrieve(self, history: Sequence[Message], retrieval: RetrievalConfig | None = None) -> Retrieval:
         cfg = retrieval or self.retrieval
@@ -196,9 +204,3 @@ class Agent:
             raise RuntimeError("stream ended without a reply")
         return stream.reply
 
-
-def _pack_rules(pack: Pack | None) -> list[PolicyRule]:
-    if pack is None:
-        return []
-    rules = pack.manifest.get("domain", {}).get("rules", [])
-    return [PolicyRule(**r) for r in rules if isinstance(r, dict)]

@@ -1,12 +1,15 @@
-"""The one seam for chat models: `ChatBackend`, its result types, a scripted fake and a registry.
+"""The one seam for chat models: `ChatBackend`, its result types, fakes and the registry of backends.
 
 Teacher, student, customer simulator, judge and test fakes all take OpenAI-style messages
-(`[{"role": ..., "content": ...}]`) and return a `ChatResult`. Concrete network backends live in
-`distill`; the llama.cpp student lives in `edge_agent.student`.
+(`[{"role": ..., "content": ...}]`) and return a `ChatResult` (or a `ChatStream` ending in one).
+`LocalModel` declares what a model run in this process adds (its window and tokenizer). Backends
+are made by name (`make_backend`): "scripted", "mock" and "llama.cpp" (`edge_agent.student`,
+imported only when asked for); network backends live in `distill`.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
@@ -20,7 +23,10 @@ __all__ = [
     "GenerationConfig",
     "ChatBackend",
     "ChatStream",
+    "LocalModel",
     "ScriptedChat",
+    "mock_chat",
+    "LLAMA_CPP",
     "register_backend",
     "make_backend",
     "backend_names",
@@ -43,6 +49,9 @@ class Usage:
 
 @dataclass(frozen=True)
 class ChatResult:
+    """What one call returned. `timings` holds what the backend measured: for llama.cpp `ttft_ms`,
+    `decode_tps`, `total_ms` and `threads` (the thread count it decoded with)."""
+
     text: str
     usage: Usage = field(default_factory=Usage)
     finish_reason: str = "stop"
@@ -96,11 +105,17 @@ class ChatStream:
         return cls([result.text] if result.text else [], lambda _text: result)
 
     def __iter__(self) -> Iterator[str]:
-        for piece in self._pieces:
-            self._text.append(piece)
-            yield piece
-        if self.result is None:
-            self.result = self._finish("".join(self._text))
+        return self
+
+    def __next__(self) -> str:
+        try:
+            piece = next(self._pieces)
+        except StopIteration:
+            if self.result is None:
+                self.result = self._finish("".join(self._text))
+            raise
+        self._text.append(piece)
+        return piece
 
     def close(self) -> None:
         """Stop decoding now (the backend releases its model lock and KV state)."""
@@ -111,14 +126,30 @@ class ChatStream:
 
 @runtime_checkable
 class ChatBackend(Protocol):
-    """Messages in, text and usage out. `stream` yields text pieces and may be unsupported."""
+    """Messages in, text and usage out: `chat` returns a `ChatResult`; `stream` returns a `ChatStream`
+    (text pieces, then the same `ChatResult` as `.result`; `ChatStream.of` where it cannot stream)."""
 
     name: str
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         ...
 
-    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:
+        ...
+
+
+@runtime_checkable
+class LocalModel(Protocol):
+    """What a model run in this process adds: its context window and its own tokenizer (for sizing
+    prompts and counting reply tokens). Backends without these are estimated, never trimmed."""
+
+    n_ctx: int
+
+    def count_tokens(self, text: str) -> int:
+        ...
+
+    def tokenize_messages(self, messages: Sequence[Message]) -> tuple[list[int], list[str]]:
+        """The prompt's tokens and its stop strings, as the model would see them."""
         ...
 
 
@@ -164,17 +195,43 @@ class ScriptedChat:
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=len(text.split()))
         return ChatResult(text=text, usage=usage, model=self.name)
 
-    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
-        text = self.chat(messages, config).text
-        for i, word in enumerate(text.split(" ")):
-            yield word if i == 0 else " " + word
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:
+        """The reply word by word; the call is made (and recorded) when the stream is first read."""
+        done: list[ChatResult] = []
+
+        def pieces() -> Iterator[str]:
+            done.append(self.chat(messages, config))
+            for i, word in enumerate(done[0].text.split(" ")):
+                yield word if i == 0 else " " + word
+
+        return ChatStream(pieces(), lambda _text: done[0])
 
 
-_REGISTRY: dict[str, Callable[..., ChatBackend]] = {"scripted": ScriptedChat}
+def mock_chat() -> ScriptedChat:
+    """`--model mock`: a scripted student that answers instantly, for demos of the plumbing and tests."""
+
+    def answer(messages: Sequence[Message]) -> str:
+        guided = "AGENT GUIDANCE" in str(messages[-1].get("content", ""))
+        return ("Thanks for reaching out. I have noted your request" +
+                (" and will follow our guidance for this case." if guided else "."))
+
+    return ScriptedChat(answer, name="mock")
+
+
+def _llama_cpp(**options: Any) -> ChatBackend:
+    """A GGUF run by llama.cpp; options as `LlamaStudent.from_spec`. The module is looked up on first
+    use (like the CLI's lazy commands), so naming backends never loads llama.cpp."""
+    student: Any = importlib.import_module(f"{__package__}.student")
+    return student.LlamaStudent.from_spec(**options)
+
+
+LLAMA_CPP = "llama.cpp"
+_REGISTRY: dict[str, Callable[..., ChatBackend]] = {"scripted": ScriptedChat, "mock": mock_chat,
+                                                    LLAMA_CPP: _llama_cpp}
 
 
 def register_backend(name: str, factory: Callable[..., ChatBackend]) -> None:
-    """Make a backend constructible by name (e.g. from a config file)."""
+    """Make a backend constructible by name (e.g. from a config file or `--model NAME`)."""
     _REGISTRY[name] = factory
 
 
@@ -183,6 +240,7 @@ def backend_names() -> list[str]:
 
 
 def make_backend(name: str, **kwargs: Any) -> ChatBackend:
+    """The backend registered as `name`, made with `kwargs`; a ConfigError listing the names if none is."""
     try:
         factory = _REGISTRY[name]
     except KeyError:

@@ -2,7 +2,8 @@
 
 Each command parses options, calls one function and prints. Subcommands owned by other modules
 are loaded lazily, so `edge-agent chat` never imports the distill side or the server.
-Errors the user can fix print one line; set EDGE_AGENT_DEBUG=1 to see tracebacks.
+Errors the user can fix print one line; set EDGE_AGENT_DEBUG=1 to see tracebacks. The environment's
+runtime settings are read once here (`RuntimeConfig.from_env`) and passed down.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import click
 
 from . import __version__
 from .errors import EdgeAgentError, MissingExtraError
 from .files import home_dir
+from .runtime import RuntimeConfig, debug_enabled
 
 # name -> "module:attribute" of a click command; loaded on first use.
 LAZY_COMMANDS: dict[str, str] = {
@@ -95,14 +98,24 @@ def demo_dir() -> Path:
     return Path(__file__).parent / "demo"
 
 
+def runtime_config() -> RuntimeConfig:
+    """The runtime settings the root command read from the environment (read now outside it)."""
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(RuntimeConfig) if ctx is not None else None
+    return found if found is not None else RuntimeConfig.from_env()
+
+
 class RootGroup(LazyGroup):
-    """Turns EdgeAgentError into a one-line click error (unless EDGE_AGENT_DEBUG is set)."""
+    """Reads the runtime settings once (the OpenMP wait policy is set before anything loads
+    llama.cpp) and turns EdgeAgentError into a one-line click error (unless EDGE_AGENT_DEBUG is set)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            runtime = ctx.obj = RuntimeConfig.from_env()
+            runtime.apply_wait_policy()
             return super().invoke(ctx)
         except EdgeAgentError as exc:
-            if os.environ.get("EDGE_AGENT_DEBUG"):
+            if debug_enabled():
                 raise
             raise click.ClickException(str(exc)) from None
 
@@ -181,7 +194,7 @@ def chat(pack_path: Path | None, model: str | None, explain: bool, as_json: bool
         pack_dir, pack_model(pack_dir, model), chat_template=chat_template, n_ctx=n_ctx,
         retrieval=parse_key_values(retrieval_set),
         prompting={"mode": mode} if mode else None,
-        generation={"max_tokens": max_tokens, "temperature": temperature},
+        generation={"max_tokens": max_tokens, "temperature": temperature}, runtime=runtime_config(),
     )
     from .cli_chat import chat_session
 
@@ -235,9 +248,10 @@ def retrieve(text: str, pack_path: Path | None, top_k: int | None, threshold: fl
     from .retrieval import RetrievalConfig, Retriever
 
     pack = load_pack(resolve_pack(pack_path) or default_pack())
-    cfg = RetrievalConfig.from_mapping(dict(pack.settings.retrieval)).merged(
+    cfg = pack.settings.retrieval.merged(
         top_k=top_k, threshold=threshold, budget_tokens=10**9)
-    found = Retriever(pack.open_embedder(), pack.index, pack.strategies, pack.vectors, cfg).search_text(text)
+    embedder = pack.open_embedder(threads=runtime_config().embed_threads)
+    found = Retriever(embedder, pack.index, pack.strategies, pack.vectors, cfg).search_text(text)
     if as_json:
         click.echo(json.dumps({"query": text, "hits": [
             {**h.to_json(), "scenario": h.strategy.scenario, "compact": h.strategy.compact}
@@ -359,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Without standalone mode click returns a command's exit code (ctx.exit(n)) instead of exiting.
         rc = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except EdgeAgentError as exc:
-        if os.environ.get("EDGE_AGENT_DEBUG"):
+        if debug_enabled():
             raise
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import click
 
+from .backends import LocalModel
 from .errors import ModelError
 from .history import fit_history
 from .textsafe import clean_text, decode_line
@@ -94,7 +95,7 @@ def chat_session(agent: Any, *, as_json: bool, explain: bool, interactive: bool 
             reply = _answer(agent, kept, line, as_json=as_json, interactive=interactive)
         except ModelError as exc:
             refused += 1
-            message = _refusal(line, exc, getattr(agent.student, "n_ctx", None))
+            message = _refusal(line, exc, agent.student.n_ctx if isinstance(agent.student, LocalModel) else None)
             if as_json:
                 click.echo(json_line({"customer": line[:200], "error": message}))
             else:

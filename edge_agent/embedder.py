@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from .errors import ModelError
 
-__all__ = ["Embedder", "OnnxEmbedder", "HashEmbedder", "l2_normalise", "EMBEDDER_CONFIG"]
+__all__ = ["EMBEDDER_CONFIG", "Embedder", "HashEmbedder", "OnnxEmbedder", "l2_normalise"]
 
 EMBEDDER_CONFIG = "embedder.json"
 
@@ -114,7 +114,8 @@ class OnnxEmbedder:
         self.tokenizer.no_padding()
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or int(os.environ.get("EDGE_AGENT_EMBED_THREADS", "1"))
+        # One thread unless told (RuntimeConfig.embed_threads, EDGE_AGENT_EMBED_THREADS at the CLI).
+        options.intra_op_num_threads = threads or 1
         options.inter_op_num_threads = 1
         # Query shapes vary turn by turn; an arena would keep the largest buffers forever.
         options.enable_cpu_mem_arena = False

@@ -210,10 +210,13 @@ class Grounding:
         messages = render_prompt(agent.system_prompt, history, guidance, fallback)
         t0 = time.perf_counter()
         result = agent.student.chat(messages, cfg)
-        stats = dict(getattr(agent.student, "last_stats", {}) or {})
-        stats.setdefault("prompt_tokens", result.usage.prompt_tokens)
-        stats.setdefault("completion_tokens", result.usage.completion_tokens)
-        stats["generate_ms"] = (time.perf_counter() - t0) * 1e3
+        stats: dict[str, Any] = {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+            "evaluated_prompt_tokens": result.usage.evaluated_prompt_tokens,
+            "finish_reason": result.finish_reason,
+            "generate_ms": (time.perf_counter() - t0) * 1e3,
+        }
         earlier = [str(m.get("content", "")) for m in history if m.get("role") == "assistant"]
         from .adapt import context_text
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .backends import LocalModel
 from .errors import ModelError
 from .rendering import render_prompt
 
@@ -70,13 +71,13 @@ def fit_history(agent: Any, history: Sequence[Mapping[str, str]], max_tokens: in
     """The history trimmed so prompt + reply room fit the student's window; and turns dropped.
 
     The room kept for the reply is `max_tokens`, but never more than half the window. Students
-    without `n_ctx` and `tokenize_messages` (test fakes) are not trimmed.
+    that are not a `LocalModel` (no window or tokenizer of their own: test fakes) are not trimmed.
     """
     items = [dict(m) for m in history]
-    n_ctx = getattr(agent.student, "n_ctx", None)
-    tokenize = getattr(agent.student, "tokenize_messages", None)
-    if not isinstance(n_ctx, int) or not callable(tokenize):
+    student = agent.student
+    if not isinstance(student, LocalModel):
         return items, 0
+    n_ctx, tokenize = int(student.n_ctx), student.tokenize_messages
     budget = n_ctx - min(max_tokens, n_ctx // 2)
     guidance = int(getattr(agent.retrieval, "budget_tokens", 0)) + 16
     if byte_bound(agent.system_prompt, items, guidance) <= budget:

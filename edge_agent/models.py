@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .backends import LLAMA_CPP, backend_names
 from .errors import ConfigError, ModelError
 from .modelcheck import cached_sha256, check_gguf, check_model_file, check_present
 from .registry import (
@@ -205,6 +206,8 @@ def resolve_model(
     if isinstance(name_or_path, Path) or _looks_like_path(text):
         return _resolve_path(Path(text).expanduser(), entries, chat_template)
     names = ", ".join(e.name for e in entries if e.kind == kind) or "(none)"
+    if kind == STUDENT:  # --model also takes the backends made by name (edge_agent.backends)
+        names += "".join(f", {b}" for b in backend_names() if b != LLAMA_CPP)
     raise ModelError(f"unknown model '{text}'; use one of: {names}, or pass a path to a .gguf file")
 
 

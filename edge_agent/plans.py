@@ -12,20 +12,21 @@ plan up by the prompting mode; no mode is special-cased there.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .backends import GenerationConfig, Message, Usage
+from .backends import ChatResult, GenerationConfig, Message, Usage
 from .library import Strategy
 from .prompting import MARKER_STOPS
 from .rendering import RENDERERS, PromptConfig, cap_tokens, check_mode, injected_text, render_prompt
 from .reply import Reply, ReplyStream
-from .retrieval import RetrievalConfig
+from .retrieval import Retrieval, RetrievalConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from .agent import Agent
 
-__all__ = ["TurnPlan", "GeneratePlan", "AdaptPlan", "GroundedPlan", "plan_for"]
+__all__ = ["AdaptPlan", "GeneratePlan", "GroundedPlan", "TurnPlan", "plan_for"]
 
 
 class TurnPlan(Protocol):
@@ -52,78 +53,35 @@ def _with_marker_stops(cfg: GenerationConfig) -> GenerationConfig:
     return cfg.merged(stop=tuple(dict.fromkeys((*cfg.stop, *MARKER_STOPS))))
 
 
-def _student_reply(
-    agent: Agent,
-    *,
-    text: str,
-    found: Any,
-    messages: list[dict[str, str]],
-    mode: str,
-    route: str,
-    start: float,
-    gen_start: float,
-    assemble_ms: float,
-) -> Reply:
-    """The Reply of a turn the student generated, with its usage and timings."""
+@dataclass(frozen=True)
+class _StudentTurn:
+    """A turn the student writes: its prompt, what was retrieved and when the turn started."""
 
-    stats = dict(getattr(agent.student, "last_stats", {}) or {})
-    end = time.perf_counter()
-    timings = {
-        **found.timings,
-        "assemble_ms": assemble_ms,
-        "retrieval_ms": sum(found.timings.values()) + assemble_ms,
-        "generate_ms": (end - gen_start) * 1e3,
-        "total_ms": (end - start) * 1e3,
-    }
-    for key in ("ttft_ms", "decode_tps"):
-        if key in stats:
-            timings[key] = float(stats[key])
-    usage = Usage(
-        prompt_tokens=int(stats.get("prompt_tokens", 0)),
-        completion_tokens=int(stats.get("completion_tokens", 0)),
-        evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens"),
-    )
-    return Reply(
-        text=text.strip(),
-        hits=found.hits,
-        timings=timings,
-        usage=usage,
-        prompt=messages,
-        mode=mode,
-        finish_reason=str(stats.get("finish_reason", "stop")),
-        route=route,
-    )
+    messages: list[dict[str, str]]
+    found: Retrieval
+    mode: str
+    route: str
+    start: float
+    assemble_ms: float
 
+    def stream(self, agent: Agent, cfg: GenerationConfig) -> ReplyStream:
+        """The student's reply, streamed token by token; `.reply` (with the call's usage) at the end."""
+        gen_start = time.perf_counter()
+        call = agent.student.stream(self.messages, cfg)
+        return ReplyStream(call, lambda text: self.reply(text, call.result or ChatResult(text), gen_start))
 
-def _streamed(
-    agent: Agent,
-    messages: list[dict[str, str]],
-    found: Any,
-    cfg: GenerationConfig,
-    *,
-    mode: str,
-    route: str,
-    start: float,
-    assemble_ms: float,
-) -> ReplyStream:
-    """The student's reply to `messages`, streamed token by token; `.reply` is set at the end."""
-
-    gen_start = time.perf_counter()
-    pieces: Iterator[str] = iter(agent.student.stream(messages, cfg))
-    return ReplyStream(
-        pieces,
-        lambda text: _student_reply(
-            agent,
-            text=text,
-            found=found,
-            messages=messages,
-            mode=mode,
-            route=route,
-            start=start,
-            gen_start=gen_start,
-            assemble_ms=assemble_ms,
-        ),
-    )
+    def reply(self, text: str, result: ChatResult, gen_start: float) -> Reply:
+        end = time.perf_counter()
+        timings = {
+            **self.found.timings,
+            "assemble_ms": self.assemble_ms,
+            "retrieval_ms": sum(self.found.timings.values()) + self.assemble_ms,
+            "generate_ms": (end - gen_start) * 1e3,
+            "total_ms": (end - self.start) * 1e3,
+        }
+        timings.update({k: float(result.timings[k]) for k in ("ttft_ms", "decode_tps") if k in result.timings})
+        return Reply(text=text.strip(), hits=self.found.hits, timings=timings, usage=result.usage,
+                     prompt=self.messages, mode=self.mode, finish_reason=result.finish_reason, route=self.route)
 
 
 class GeneratePlan:
@@ -150,16 +108,8 @@ class GeneratePlan:
 
         start = time.perf_counter()
         messages, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
-        return _streamed(
-            agent,
-            messages,
-            found,
-            _with_marker_stops(generation),
-            mode=self.name,
-            route="",
-            start=start,
-            assemble_ms=assemble_ms,
-        )
+        turn = _StudentTurn(messages, found, self.name, "", start, assemble_ms)
+        return turn.stream(agent, _with_marker_stops(generation))
 
 
 class AdaptPlan(GeneratePlan):
@@ -185,29 +135,27 @@ class AdaptPlan(GeneratePlan):
         cfg = _with_marker_stops(generation)
         _, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
         embed = agent.retriever.embedder.embed if agent.retriever is not None else None
+        calls: list[ChatResult] = []
+
+        def write(msgs: Sequence[Message]) -> str:
+            calls.append(agent.student.chat(msgs, cfg))
+            return calls[-1].text
+
         gen_start = time.perf_counter()
         text, route = choose_adapted(
-            agent.system_prompt,
-            history,
-            found.hits,
-            prompting.params,
-            agent.rules,
-            lambda msgs: agent.student.chat(msgs, cfg).text,
-            embed,
+            agent.system_prompt, history, found.hits, prompting.params, agent.rules, write, embed
         )
         if route.startswith("fallback"):
             fallback = PromptConfig.from_mapping(
                 {"mode": str(prompting.params.get("fallback", "plain")), "params": prompting.params}
             )
             messages = render_prompt(agent.system_prompt, history, found.hits, fallback)
-            return _streamed(
-                agent, messages, found, cfg, mode=self.name, route=route, start=start, assemble_ms=assemble_ms
-            )
+            return _StudentTurn(messages, found, self.name, route, start, assemble_ms).stream(agent, cfg)
         count = agent.token_count
         shown, cut = cap_tokens(text, int(generation.max_tokens), count)
         end = time.perf_counter()
-        revised = route == "revised"  # the student was asked to rewrite the exemplar
-        stats = dict(getattr(agent.student, "last_stats", {}) or {}) if revised else {}
+        # the student's usage when it was asked to rewrite the exemplar
+        usage = calls[-1].usage if route == "revised" and calls else Usage()
         reply = Reply(
             text=shown,
             hits=found.hits,
@@ -216,9 +164,9 @@ class AdaptPlan(GeneratePlan):
             finish_reason="length" if cut else "stop",
             prompt=[],
             usage=Usage(
-                prompt_tokens=int(stats.get("prompt_tokens", 0)),
+                prompt_tokens=usage.prompt_tokens,
                 completion_tokens=count(shown),
-                evaluated_prompt_tokens=stats.get("evaluated_prompt_tokens", 0),
+                evaluated_prompt_tokens=usage.evaluated_prompt_tokens or 0,
             ),
             timings={
                 **found.timings,

@@ -8,29 +8,58 @@ conversation's stable prefix is never recomputed). One lock serialises all use o
 from __future__ import annotations
 
 import logging
-import os
 import re
+import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from .threads import ThreadController, apply_wait_policy
+from .backends import ChatResult, ChatStream, GenerationConfig, Message, Usage
+from .errors import ModelError
+from .runtime import RuntimeConfig
+from .threads import ThreadController
 
-# How llama.cpp's OpenMP workers wait is read once, when its runtime starts: set it before the
-# shared library loads (see edge_agent.threads; EDGE_AGENT_WAIT_POLICY or OMP_* pin it).
-WAIT_POLICY = apply_wait_policy(os.environ)
-
-from .backends import ChatResult, GenerationConfig, Message, Usage  # noqa: E402
-from .errors import ModelError  # noqa: E402
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import ModelSpec
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LlamaStudent", "TurnStats", "split_rendered"]
+__all__ = ["LlamaStudent", "import_llama_cpp", "llama_context", "load_vocabulary", "quiet_native", "split_rendered"]
 
 
-class TurnStats(dict):
-    """prompt_tokens, evaluated_prompt_tokens, completion_tokens, ttft_ms, decode_tps, total_ms."""
+def import_llama_cpp(runtime: RuntimeConfig | None = None) -> ModuleType:
+    """llama_cpp, imported only after `runtime`'s OpenMP wait policy is set: OpenMP reads it once, when
+    llama.cpp's library loads (the policy of whoever imported it first stays)."""
+    if "llama_cpp" not in sys.modules:
+        (runtime or RuntimeConfig()).apply_wait_policy()
+    import llama_cpp
+
+    return llama_cpp
+
+
+# llama-cpp-python has no public API for these two; its private names are used here and nowhere else.
+def llama_context(llm: Any) -> Any:
+    """The raw llama_context pointer of a loaded `llama_cpp.Llama` (for the C-level thread and state calls)."""
+    return llm._ctx.ctx
+
+
+def quiet_native() -> AbstractContextManager[Any]:
+    """Silence llama.cpp's own C-level prints to stdout and stderr while in the block."""
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    return suppress_stdout_stderr(disable=False)
+
+
+def load_vocabulary(path: Path | str, runtime: RuntimeConfig | None = None) -> Any:
+    """A vocabulary-only `llama_cpp.Llama` (tokenizer and metadata, no weights), loaded quietly."""
+    llama_cpp = import_llama_cpp(runtime)
+    with quiet_native():  # a vocabulary-only load warns about n_ctx
+        return llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
 
 
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
@@ -88,15 +117,18 @@ class LlamaStudent:
         n_batch: int = 256,
         kv_cache: str = "q8_0",
         lazy: bool = True,
+        runtime: RuntimeConfig | None = None,
     ) -> None:
+        self.runtime = runtime or RuntimeConfig()
+        import_llama_cpp(self.runtime)
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.path = Path(model_path)
         self.name = name or self.path.stem
         self.generation = generation or GenerationConfig()
-        # Thread count: pinned (argument, EDGE_AGENT_THREADS) or chosen between replies.
-        self.threads = ThreadController.from_env(n_threads)
+        # Thread count: pinned (argument, then the runtime's EDGE_AGENT_THREADS) or chosen between replies.
+        self.threads = ThreadController(n_threads or self.runtime.threads)
         threads = self.threads.current
         # A q8_0 KV cache is half of f16's memory; llama.cpp quantises V only with flash attention.
         if kv_cache not in ("f16", "q8_0"):
@@ -114,10 +146,7 @@ class LlamaStudent:
         self.loaded = False
         self._pending_prefix: tuple[str, Path | None] | None = None
         if lazy:
-            from llama_cpp._utils import suppress_stdout_stderr
-
-            with suppress_stdout_stderr(disable=False):  # a vocabulary-only load warns about n_ctx
-                self.llm = Llama(model_path=str(self.path), vocab_only=True, verbose=False)
+            self.llm = load_vocabulary(self.path, self.runtime)
         else:
             self.llm = Llama(**self._load_kwargs, n_threads=threads, n_threads_batch=threads)
             self.loaded = True
@@ -133,8 +162,21 @@ class LlamaStudent:
                                              stop_token_ids=[self.llm.token_eos()])
         self.n_ctx = self.llm.n_ctx() if self.loaded else n_ctx
         self.lock = threading.RLock()
-        self.last_stats: TurnStats = TurnStats()
         self.adapt_threads()  # the first choice sees the machine as it was while the model loaded
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, *, n_ctx: int | None = None, runtime: RuntimeConfig | None = None,
+                  system_prompt: str | None = None, cache_dir: Path | None = None) -> LlamaStudent:
+        """The student for a located registry model (`make_backend("llama.cpp", spec=...)`), with the
+        model's own decoding defaults; with `system_prompt`, its KV prefix is warmed (see `warm_prefix`)."""
+        from .models import verify_model
+
+        verify_model(spec)
+        student = cls(spec.path, n_ctx=n_ctx or spec.n_ctx, chat_template=spec.chat_template, name=spec.name,
+                      generation=GenerationConfig().merged(**dict(spec.generation)), runtime=runtime)
+        if system_prompt is not None:
+            student.warm_prefix(system_prompt, cache_dir)
+        return student
 
     def adapt_threads(self) -> int:
         """Re-decide the thread count (between replies: never while one is decoding)."""
@@ -142,8 +184,8 @@ class LlamaStudent:
 
         with self.lock:
             choice = self.threads.decide()
-            if self.loaded and choice.threads != int(llama_cpp.llama_n_threads(self.llm._ctx.ctx)):
-                llama_cpp.llama_set_n_threads(self.llm._ctx.ctx, choice.threads, choice.threads)
+            if self.loaded and choice.threads != int(llama_cpp.llama_n_threads(llama_context(self.llm))):
+                llama_cpp.llama_set_n_threads(llama_context(self.llm), choice.threads, choice.threads)
             return choice.threads
 
     def load(self) -> None:
@@ -213,9 +255,16 @@ class LlamaStudent:
                 "conversation or raise the window with --n-ctx"
             )
 
-    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
-        """Yield text pieces as they are decoded; `last_stats` is filled when the stream ends."""
-        cfg = config or self.generation
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:
+        """Text pieces as they are decoded; the stream's `.result` (usage, timings, threads) once it ends.
+
+        Decoding starts when the stream is first read and holds the model's lock until it ends or
+        is closed."""
+        done: list[ChatResult] = []
+        return ChatStream(self._decode(messages, config or self.generation, done.append), lambda _text: done[0])
+
+    def _decode(self, messages: Sequence[Message], cfg: GenerationConfig,
+                finish: Callable[[ChatResult], None]) -> Iterator[str]:
         with self.lock:
             self.load()
             threads = self.adapt_threads()
@@ -226,9 +275,9 @@ class LlamaStudent:
             kwargs = self._kwargs(cfg.merged(max_tokens=max_tokens), stop)
             start = time.perf_counter()
             first: float | None = None
-            pieces = 0
+            pieces: list[str] = []
             chunk_count = 0
-            finish = "stop"
+            finish_reason = "stop"
             chunks: Any = self.llm.create_completion(prompt=tokens, stream=True, **kwargs)
             for chunk in chunks:
                 choice: Any = chunk["choices"][0]
@@ -237,30 +286,31 @@ class LlamaStudent:
                 if first is None:
                     first = time.perf_counter()
                 if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
+                    finish_reason = choice["finish_reason"]
                 if text:
-                    pieces += 1
+                    pieces.append(text)
                     yield text
             end = time.perf_counter()
-            completion = max(int(self.llm.n_tokens) - len(tokens), pieces)
+            completion = max(int(self.llm.n_tokens) - len(tokens), len(pieces))
             first = first or end
             decode_s = end - first
-            self.last_stats = TurnStats(
-                prompt_tokens=len(tokens), evaluated_prompt_tokens=len(tokens) - reused,
-                completion_tokens=completion, ttft_ms=(first - start) * 1e3,
-                # one chunk per sampled token (stop-sequence holds emit empty chunks, still counted)
-                decode_tps=(chunk_count - 1) / decode_s if decode_s > 0 and chunk_count > 1 else 0.0,
-                total_ms=(end - start) * 1e3, finish_reason=finish, threads=threads,
-            )
-            self.threads.record(threads, self.last_stats["decode_tps"], chunk_count)
+            # one chunk per sampled token (stop-sequence holds emit empty chunks, still counted)
+            decode_tps = (chunk_count - 1) / decode_s if decode_s > 0 and chunk_count > 1 else 0.0
+            self.threads.record(threads, decode_tps, chunk_count)
+            finish(ChatResult(
+                text="".join(pieces), finish_reason=finish_reason, model=self.name,
+                usage=Usage(prompt_tokens=len(tokens), completion_tokens=completion,
+                            evaluated_prompt_tokens=len(tokens) - reused),
+                timings={"ttft_ms": (first - start) * 1e3, "decode_tps": decode_tps,
+                         "total_ms": (end - start) * 1e3, "threads": float(threads)},
+            ))
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
-        text = "".join(self.stream(messages, config))
-        s = self.last_stats
-        usage = Usage(prompt_tokens=s["prompt_tokens"], completion_tokens=s["completion_tokens"],
-                      evaluated_prompt_tokens=s["evaluated_prompt_tokens"])
-        return ChatResult(text=text.strip(), usage=usage, finish_reason=s["finish_reason"], model=self.name,
-                          timings={k: float(s[k]) for k in ("ttft_ms", "decode_tps", "total_ms")})
+        stream = self.stream(messages, config)
+        text = "".join(stream)
+        if stream.result is None:  # pragma: no cover - an exhausted stream always has its result
+            raise ModelError(f"{self.name}: the reply ended without its result; retry the request")
+        return replace(stream.result, text=text.strip())
 
     def reset(self) -> None:
         """Forget the KV cache (the next call evaluates its whole prompt)."""
@@ -301,7 +351,7 @@ class LlamaStudent:
             key = hashlib.sha256(json.dumps([self.path.name, stat.st_size, stat.st_mtime_ns, self.n_ctx,
                                              llama_cpp.__version__, tokens, self.kv_cache]).encode()).hexdigest()[:24]
             file = Path(cache_dir) / f"{self.path.stem}-{key}.kv" if cache_dir else None
-            ctx = self.llm._ctx.ctx
+            ctx = llama_context(self.llm)
             if file is not None and file.is_file():
                 try:
                     raw = file.read_bytes()

@@ -4,7 +4,7 @@
 other processes used lately) and the decode rates this process measured; `CpuMonitor` reads those
 from /proc and `os.times`; `ThreadController` ties them together between turns. The OpenMP wait
 policy is read once, when llama.cpp's OpenMP runtime starts: `apply_wait_policy` sets it before that.
-Nothing here loads a model.
+Nothing here loads a model or reads the environment (see `edge_agent.runtime`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 # auto: spin briefly (about 3 ms) after each step, then sleep; with one thread nobody waits at all.
 # spin: the same, pinned. passive: sleep at once. active: spin forever (a dedicated device).
 WAIT_POLICIES = ("auto", "spin", "passive", "active")
+USER_WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
 SPIN_COUNT = "300000"  # libgomp's own default when no policy is set: ~3 ms of spinning
 # A core counts as ours when at least this share of it was free: one thread losing its slice
 # stalls every other thread at the next barrier, so a half-busy core is worth less than half.
@@ -65,20 +66,15 @@ def parse_wait_policy(value: str | None) -> str:
     return text
 
 
-def apply_wait_policy(env: MutableMapping[str, str]) -> str:
-    """Set OpenMP's wait variables in `env` from EDGE_AGENT_WAIT_POLICY; returns what now applies.
+def apply_wait_policy(policy: str, env: MutableMapping[str, str]) -> str:
+    """Set OpenMP's wait variables in `env` for `policy` (one of WAIT_POLICIES); returns what now applies.
 
     Must run before llama.cpp's library loads. Variables the user set (OMP_WAIT_POLICY,
-    GOMP_SPINCOUNT, KMP_BLOCKTIME) are left alone and win. An invalid value changes nothing here;
-    `LlamaStudent` raises the one-line error when it starts.
+    GOMP_SPINCOUNT, KMP_BLOCKTIME) are left alone and win.
     """
-    try:
-        policy = parse_wait_policy(env.get("EDGE_AGENT_WAIT_POLICY"))
-    except ConfigError:
-        return "invalid"
-    if any(k in env for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")):
-        return "user: " + " ".join(f"{k}={env[k]}" for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")
-                                   if k in env)
+    policy = parse_wait_policy(policy)
+    if any(k in env for k in USER_WAIT_VARS):
+        return "user: " + " ".join(f"{k}={env[k]}" for k in USER_WAIT_VARS if k in env)
     if policy in ("auto", "spin"):
         env["GOMP_SPINCOUNT"] = SPIN_COUNT  # libgomp (GCC builds)
         env["KMP_BLOCKTIME"] = "3"  # LLVM's libomp: milliseconds
@@ -229,13 +225,6 @@ class ThreadController:
         else:
             physical = self.monitor.physical if self.monitor is not None else 1
             self.current, self.reason = max(1, min(physical, max_threads or physical)), "start"
-
-    @classmethod
-    def from_env(cls, n_threads: int | None = None, env: Mapping[str, str] | None = None) -> ThreadController:
-        env = os.environ if env is None else env
-        parse_wait_policy(env.get("EDGE_AGENT_WAIT_POLICY"))  # an invalid value fails here, named
-        pinned = n_threads or parse_threads(env.get("EDGE_AGENT_THREADS"))
-        return cls(pinned)
 
     def _level(self, obs: CpuObservation) -> int:
         return round(obs.others_busy * 2)  # half-core load levels

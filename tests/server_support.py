@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from edge_agent.backends import ChatResult, GenerationConfig, Message, Usage
+from edge_agent.backends import ChatResult, ChatStream, GenerationConfig, Message, Usage
 from edge_agent.server import ServeConfig, create_app
 
 
@@ -60,25 +60,29 @@ class SlowChat:
         self.gate = gate
         self.ended: list[str] = []  # "done" or "closed", per stream
         self.calls: list[list[dict[str, str]]] = []
-        self.last_stats: dict[str, Any] = {}
 
-    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
-        self.calls.append([dict(m) for m in messages])
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:
         limit = min(self.words, (config or GenerationConfig()).max_tokens)
-        sent = 0
-        try:
-            if self.gate is not None:
-                self.gate.wait(30)
-            for i in range(limit):
-                time.sleep(self.delay)
-                sent += 1
-                yield "w" if i == 0 else " w"
-            self.last_stats = {"prompt_tokens": 10, "completion_tokens": sent, "evaluated_prompt_tokens": 4,
-                               "finish_reason": "length" if limit < self.words else "stop"}
-            self.ended.append("done")
-        except GeneratorExit:
-            self.ended.append("closed")
-            raise
+        done: list[ChatResult] = []
+
+        def words() -> Iterator[str]:
+            self.calls.append([dict(m) for m in messages])
+            sent = 0
+            try:
+                if self.gate is not None:
+                    self.gate.wait(30)
+                for i in range(limit):
+                    time.sleep(self.delay)
+                    sent += 1
+                    yield "w" if i == 0 else " w"
+                done.append(ChatResult("w" + " w" * (sent - 1) if sent else "", Usage(10, sent, 4),
+                                       finish_reason="length" if limit < self.words else "stop", model=self.name))
+                self.ended.append("done")
+            except GeneratorExit:
+                self.ended.append("closed")
+                raise
+
+        return ChatStream(words(), lambda _text: done[0])
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         text = "".join(self.stream(messages, config))

@@ -6,12 +6,12 @@ Wired into the main CLI as `edge-agent models export-embedder`; it only parses, 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.runtime import debug_enabled
 
 from .onnx import DEFAULT_QUANTIZATION, QUANTIZATIONS, export_embedder
 
@@ -41,7 +41,7 @@ def export_embedder_command(model: str | None, out: Path | None, quantize: str, 
     try:
         report = export_embedder(model, out, quantize=quantize, force=force)
     except EdgeAgentError as err:
-        if os.environ.get("EDGE_AGENT_DEBUG"):
+        if debug_enabled():
             raise
         raise click.ClickException(str(err)) from err
     if as_json:

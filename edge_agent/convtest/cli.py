@@ -154,7 +154,7 @@ def test_command(
 
 def _agent(pack_path: Path | None, model: str | None, mode: str | None, params: dict[str, Any]) -> Any:
     from ..agent import Agent
-    from ..cli import default_pack
+    from ..cli import default_pack, runtime_config
 
     prompting: dict[str, Any] | None = None
     if mode or params:
@@ -166,8 +166,8 @@ def _agent(pack_path: Path | None, model: str | None, mode: str | None, params: 
             "mode": mode or base.get("mode", "plain"),
             "params": {**dict(base.get("params", {})), **params},
         }
-        return Agent.from_pack(pack, model, prompting=prompting)
-    return Agent.from_pack(pack_path or default_pack(), model)
+        return Agent.from_pack(pack, model, prompting=prompting, runtime=runtime_config())
+    return Agent.from_pack(pack_path or default_pack(), model, runtime=runtime_config())
 
 
 def _from_log(path: Path, out_path: Path | None) -> None:

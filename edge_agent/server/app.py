@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..agent import Agent
 from ..files import home_dir
+from ..runtime import RuntimeConfig
 from ..textsafe import has_lone_surrogate
 from .config import ServeConfig
 from .limits import BodyLimit
@@ -49,14 +50,15 @@ DEADLINE_SLACK_S = 5.0
 POLL_S = 0.25
 
 
-def build_agent(config: ServeConfig) -> Agent:
-    """The same agent `edge-agent chat` builds: pack + student + the pack's settings."""
+def build_agent(config: ServeConfig, runtime: RuntimeConfig | None = None) -> Agent:
+    """The same agent `edge-agent chat` builds: pack + student + the pack's settings; `runtime` is
+    what the server's startup read from the environment (default: `RuntimeConfig()`)."""
     from ..bundle import pack_model, resolve_pack
 
     pack = resolve_pack(config.pack) or Path(home_dir() / "packs" / "demo")  # a directory or an installed name
     # from_pack takes the template's path (read and checked where the model is resolved), not its text
     return Agent.from_pack(pack, pack_model(pack, config.model), chat_template=config.chat_template,
-                           n_ctx=config.n_ctx)
+                           n_ctx=config.n_ctx, runtime=runtime)
 
 
 class ClientGone(Exception):

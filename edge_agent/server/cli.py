@@ -77,15 +77,17 @@ def serve_command(config_file: Path | None, **flags: Any) -> None:
     """
     import uvicorn
 
+    from ..cli import runtime_config
     from .app import build_agent, create_app
     from .loading import LoadingApp
 
     config = load_serve_config(config_file, flags=flags)
+    runtime = runtime_config()
     _setup_logging(config.log_level)
     auth = "API key required" if config.api_key else "no API key"
 
     def load() -> Any:
-        agent = build_agent(config)
+        agent = build_agent(config, runtime)
         click.echo(f"edge-agent serve: model {agent.student.name}, pack {agent.pack.path if agent.pack else '-'}, "
                    f"http://{config.host}:{config.port}/v1 ({auth}); chat page at /", err=True)
         return create_app(agent, config)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.errors import ConfigError
+from edge_agent.runtime import RuntimeConfig
 from edge_agent.threads import (
     CpuObservation,
     ThreadController,
@@ -82,9 +83,9 @@ def test_bad_wait_policy_names_the_choices() -> None:
     with pytest.raises(ConfigError, match="auto, spin, passive, active"):
         parse_wait_policy("fast")
     with pytest.raises(ConfigError, match="EDGE_AGENT_WAIT_POLICY"):
-        ThreadController.from_env(env={"EDGE_AGENT_WAIT_POLICY": "fast"})
+        RuntimeConfig.from_env(env={"EDGE_AGENT_WAIT_POLICY": "fast"})
     with pytest.raises(ConfigError, match="EDGE_AGENT_THREADS"):
-        ThreadController.from_env(env={"EDGE_AGENT_THREADS": "lots"})
+        RuntimeConfig.from_env(env={"EDGE_AGENT_THREADS": "lots"})
 
 
 @pytest.mark.parametrize("env,expected,policy", [
@@ -93,12 +94,18 @@ def test_bad_wait_policy_names_the_choices() -> None:
     ({"EDGE_AGENT_WAIT_POLICY": "active"}, {"OMP_WAIT_POLICY": "ACTIVE"}, "active"),
     ({"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "PASSIVE"}, "user: OMP_WAIT_POLICY=PASSIVE"),
     ({"GOMP_SPINCOUNT": "1000"}, {"GOMP_SPINCOUNT": "1000"}, "user: GOMP_SPINCOUNT=1000"),
-    ({"EDGE_AGENT_WAIT_POLICY": "fast"}, {}, "invalid"),
+    ({"EDGE_AGENT_WAIT_POLICY": "passive", "KMP_BLOCKTIME": "0"}, {"KMP_BLOCKTIME": "0"}, "user: KMP_BLOCKTIME=0"),
 ])
 def test_wait_policy_sets_openmp_variables(env: dict[str, str], expected: dict[str, str], policy: str) -> None:
     out = dict(env)
-    assert apply_wait_policy(out) == policy
+    assert RuntimeConfig.from_env(env).apply_wait_policy(out) == policy
     assert {k: v for k, v in out.items() if k != "EDGE_AGENT_WAIT_POLICY"} == expected
+    assert apply_wait_policy(RuntimeConfig.from_env(env).wait_policy, dict(env)) == policy
+
+
+def test_an_invalid_wait_policy_sets_nothing() -> None:
+    with pytest.raises(ConfigError, match="EDGE_AGENT_WAIT_POLICY"):
+        apply_wait_policy("fast", {})
 
 
 def test_busy_ticks_sum_the_allowed_cpus_only(tmp_path: Path) -> None:
@@ -162,12 +169,12 @@ def test_controller_remembers_rates_per_load_level() -> None:
 
 
 def test_pinned_count_is_never_changed() -> None:
-    ctl = ThreadController.from_env(env={"EDGE_AGENT_THREADS": "3"})
+    ctl = ThreadController(RuntimeConfig.from_env(env={"EDGE_AGENT_THREADS": "3"}).threads)
     assert (ctl.current, ctl.monitor) == (3, None)
     assert ctl.decide().threads == 3
     ctl.record(3, 10.0, tokens=100)
     assert ctl.rates == {}
-    assert ThreadController.from_env(1, env={"EDGE_AGENT_THREADS": "3"}).current == 1  # argument wins
+    assert RuntimeConfig.from_env(env={"EDGE_AGENT_THREADS": "auto"}).threads is None
 
 
 def test_real_monitor_reads_this_machine() -> None:
@@ -188,12 +195,24 @@ def _child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, check=False)
 
 
-def test_student_module_sets_the_policy_before_llama_cpp_loads() -> None:
-    code = ("import os, sys; import edge_agent.student as s; "
-            "print(s.WAIT_POLICY, os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
+def test_the_policy_is_set_before_llama_cpp_loads() -> None:
+    code = ("import os, sys; from edge_agent.runtime import RuntimeConfig; import edge_agent.student as s; "
+            "before = 'llama_cpp' in sys.modules; s.import_llama_cpp(RuntimeConfig.from_env()); "
+            "print(before, os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'), "
             "'llama_cpp' in sys.modules)")
-    assert _child(code).stdout.split() == ["auto", "None", "300000", "False"]
-    assert _child(code, EDGE_AGENT_WAIT_POLICY="passive").stdout.split() == ["passive", "PASSIVE", "None", "False"]
+    assert _child(code).stdout.split() == ["False", "None", "300000", "True"]
+    assert _child(code, EDGE_AGENT_WAIT_POLICY="passive").stdout.split() == ["False", "PASSIVE", "None", "True"]
+    # the user's own OpenMP variable wins
+    assert _child(code, EDGE_AGENT_WAIT_POLICY="passive", OMP_WAIT_POLICY="ACTIVE").stdout.split() == [
+        "False", "ACTIVE", "None", "True"]
+
+
+def test_the_cli_sets_the_policy_before_any_command_runs(hash_pack: Path, tmp_path: Path) -> None:
+    code = ("import os, sys; from click.testing import CliRunner; from edge_agent.cli import cli; "
+            f"r = CliRunner().invoke(cli, ['pack', 'inspect', {str(hash_pack)!r}]); "
+            "print(r.exit_code, os.environ.get('OMP_WAIT_POLICY'), 'llama_cpp' in sys.modules)")
+    out = _child(code, EDGE_AGENT_WAIT_POLICY="passive", EDGE_AGENT_HOME=str(tmp_path))
+    assert out.stdout.split() == ["0", "PASSIVE", "False"], out.stderr
 
 
 def test_cli_says_how_to_fix_a_bad_setting(tmp_path: Path, hash_pack: Path) -> None:
@@ -217,17 +236,17 @@ def test_real_turn_runs_with_the_automatic_choice(student_path: Path, monkeypatc
     import llama_cpp
 
     from edge_agent.backends import GenerationConfig
-    from edge_agent.student import LlamaStudent
+    from edge_agent.student import LlamaStudent, llama_context
 
     monkeypatch.delenv("EDGE_AGENT_THREADS", raising=False)
-    student = LlamaStudent(student_path, n_ctx=512)
+    student = LlamaStudent(student_path, n_ctx=512, runtime=RuntimeConfig.from_env())
     assert student.threads.pinned is None
     for _ in range(2):
         reply = student.chat(MESSAGES, GenerationConfig(max_tokens=24))
         assert reply.text and reply.usage.completion_tokens > 0
-        used = student.last_stats["threads"]
+        used = int(reply.timings["threads"])
         assert 1 <= used <= student.threads.monitor.allowed  # type: ignore[union-attr]
-        assert llama_cpp.llama_n_threads(student.llm._ctx.ctx) == used
+        assert llama_cpp.llama_n_threads(llama_context(student.llm)) == used
 
 
 @pytest.mark.real
@@ -235,32 +254,38 @@ def test_real_pinned_threads_are_obeyed(student_path: Path, monkeypatch: pytest.
     import llama_cpp
 
     from edge_agent.backends import GenerationConfig
-    from edge_agent.student import LlamaStudent
+    from edge_agent.student import LlamaStudent, llama_context
 
     monkeypatch.setenv("EDGE_AGENT_THREADS", "1")
-    student = LlamaStudent(student_path, n_ctx=512)
+    student = LlamaStudent(student_path, n_ctx=512, runtime=RuntimeConfig.from_env())
     for _ in range(2):
-        student.chat(MESSAGES, GenerationConfig(max_tokens=16))
-        assert student.last_stats["threads"] == 1
-        assert llama_cpp.llama_n_threads(student.llm._ctx.ctx) == 1
-        assert llama_cpp.llama_n_threads_batch(student.llm._ctx.ctx) == 1
+        reply = student.chat(MESSAGES, GenerationConfig(max_tokens=16))
+        assert reply.timings["threads"] == 1
+        assert llama_cpp.llama_n_threads(llama_context(student.llm)) == 1
+        assert llama_cpp.llama_n_threads_batch(llama_context(student.llm)) == 1
     assert student.kv_cache == "q8_0"
 
 
 @pytest.mark.real
 def test_real_weights_load_at_the_first_generation(student_path: Path, tmp_path: Path) -> None:
     from edge_agent.backends import GenerationConfig
-    from edge_agent.student import LlamaStudent
+    from edge_agent.student import LlamaStudent, llama_context
 
     student = LlamaStudent(student_path, n_ctx=512)
     assert not student.loaded and student.n_ctx == 512
     tokens, _ = student.tokenize_messages(MESSAGES)  # the vocabulary is there before the weights
     assert student.warm_prefix(MESSAGES[0]["content"], tmp_path) == "deferred"
-    student.chat(MESSAGES, GenerationConfig(max_tokens=8))
+    stream = student.stream(MESSAGES, GenerationConfig(max_tokens=8))
+    assert stream.result is None
+    text = "".join(stream)
     assert student.loaded and student.n_ctx == 512
     assert list(tmp_path.glob("*.kv")), "the deferred prefix was built and saved at load"
-    assert student.last_stats["prompt_tokens"] == len(tokens)
-    assert student.last_stats["evaluated_prompt_tokens"] < len(tokens)  # the prefix came from the cache
+    result = stream.result
+    assert result is not None and result.text == text and result.model == student.name
+    assert result.usage.prompt_tokens == len(tokens)
+    assert 0 < result.usage.completion_tokens <= 8 and result.finish_reason in ("stop", "length")
+    assert result.usage.evaluated_prompt_tokens < len(tokens)  # type: ignore[operator]  # the prefix was cached
+    assert {"ttft_ms", "decode_tps", "total_ms", "threads"} <= set(result.timings)
     eager = LlamaStudent(student_path, n_ctx=512, lazy=False, kv_cache="f16")
     assert eager.loaded and eager.warm_prefix(MESSAGES[0]["content"], None) == "built"
     with pytest.raises(Exception, match="kv_cache 'q4' is not supported"):
