@@ -248,7 +248,7 @@ def retrieve(text: str, pack_path: Path | None, top_k: int | None, threshold: fl
     from .retrieval import RetrievalConfig, Retriever
 
     pack = load_pack(resolve_pack(pack_path) or default_pack())
-    cfg = pack.settings.retrieval.merged(
+    cfg = RetrievalConfig.from_mapping(dict(pack.settings.retrieval)).merged(
         top_k=top_k, threshold=threshold, budget_tokens=10**9)
     embedder = pack.open_embedder(threads=runtime_config().embed_threads)
     found = Retriever(embedder, pack.index, pack.strategies, pack.vectors, cfg).search_text(text)
