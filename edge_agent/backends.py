@@ -97,6 +97,7 @@ class ChatStream:
         self._pieces = iter(pieces)
         self._finish = finish
         self._text: list[str] = []
+        self._closed = False
         self.result: ChatResult | None = None
 
     @classmethod
@@ -108,6 +109,8 @@ class ChatStream:
         return self
 
     def __next__(self) -> str:
+        if self._closed:  # a stream stopped early has no result
+            raise StopIteration
         try:
             piece = next(self._pieces)
         except StopIteration:
@@ -118,7 +121,9 @@ class ChatStream:
         return piece
 
     def close(self) -> None:
-        """Stop decoding now (the backend releases its model lock and KV state)."""
+        """Stop decoding now (the backend releases its model lock and KV state); a stream closed before
+        its end keeps `result` None."""
+        self._closed = True
         close = getattr(self._pieces, "close", None)
         if callable(close):
             close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .backends import ChatResult, GenerationConfig, Message, Usage
@@ -105,10 +105,14 @@ class GeneratePlan:
         retrieval: RetrievalConfig | None,
         prompting: PromptConfig,
     ) -> ReplyStream:
-
         start = time.perf_counter()
         messages, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
         turn = _StudentTurn(messages, found, self.name, "", start, assemble_ms)
+        return self.answer(agent, history, turn, generation, prompting)
+
+    def answer(self, agent: Agent, history: Sequence[Message], turn: _StudentTurn, generation: GenerationConfig,
+               prompting: PromptConfig) -> ReplyStream:
+        """The reply to the prepared turn: here the student writes it, streamed."""
         return turn.stream(agent, _with_marker_stops(generation))
 
 
@@ -120,20 +124,12 @@ class AdaptPlan(GeneratePlan):
     def __init__(self) -> None:
         super().__init__("adapt")
 
-    def stream(
-        self,
-        agent: Agent,
-        history: Sequence[Message],
-        *,
-        generation: GenerationConfig,
-        retrieval: RetrievalConfig | None,
-        prompting: PromptConfig,
-    ) -> ReplyStream:
+    def answer(self, agent: Agent, history: Sequence[Message], turn: _StudentTurn, generation: GenerationConfig,
+               prompting: PromptConfig) -> ReplyStream:
         from .adapt import choose_adapted
 
-        start = time.perf_counter()
+        start, found, assemble_ms = turn.start, turn.found, turn.assemble_ms
         cfg = _with_marker_stops(generation)
-        _, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
         embed = agent.retriever.embedder.embed if agent.retriever is not None else None
         calls: list[ChatResult] = []
 
@@ -150,7 +146,7 @@ class AdaptPlan(GeneratePlan):
                 {"mode": str(prompting.params.get("fallback", "plain")), "params": prompting.params}
             )
             messages = render_prompt(agent.system_prompt, history, found.hits, fallback)
-            return _StudentTurn(messages, found, self.name, route, start, assemble_ms).stream(agent, cfg)
+            return replace(turn, messages=messages, route=route).stream(agent, cfg)
         count = agent.token_count
         shown, cut = cap_tokens(text, int(generation.max_tokens), count)
         end = time.perf_counter()

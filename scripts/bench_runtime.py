@@ -78,17 +78,19 @@ def fresh_ttft(student, messages) -> float:
     from edge_agent.backends import GenerationConfig
 
     student.reset()
-    for _ in student.stream(messages, GenerationConfig(max_tokens=1)):
+    stream = student.stream(messages, GenerationConfig(max_tokens=1))
+    for _ in stream:
         pass
-    return float(student.last_stats["ttft_ms"])
+    return float(stream.result.timings["ttft_ms"])
 
 
 def ours_decode_tps(student, messages, gen) -> float:
     """Decode rate through edge-agent's student on a prompt, empty context."""
     student.reset()
-    for _piece in student.stream(messages, gen):
+    stream = student.stream(messages, gen)
+    for _piece in stream:
         pass
-    return float(student.last_stats["decode_tps"])
+    return float(stream.result.timings["decode_tps"])
 
 
 def raw_decode_tps(model_path: str, messages, student, n_ctx: int, gen, rounds: int = 5) -> tuple[float, float]:
@@ -185,15 +187,17 @@ def chat_process(pack: str | None, model: str | None, lines: list[str], env_extr
 DECODE_CHILD = r"""
 import json, sys
 from edge_agent.agent import Agent
+from edge_agent.runtime import RuntimeConfig
 pack, model, lines = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])
-agent = Agent.from_pack(pack, model, prompting={"mode": "compact"}, generation={"max_tokens": int(sys.argv[4])})
+agent = Agent.from_pack(pack, model, prompting={"mode": "compact"}, generation={"max_tokens": int(sys.argv[4])},
+                        runtime=RuntimeConfig.from_env())
 history, rates, threads = [], [], []
 for line in lines:
     history.append({"role": "user", "content": line})
     reply = agent.reply(history)
     history.append({"role": "assistant", "content": reply.text})
-    rates.append(agent.student.last_stats["decode_tps"])
-    threads.append(agent.student.last_stats["threads"])
+    rates.append(reply.timings["decode_tps"])
+    threads.append(agent.student.threads.current)  # the count this reply decoded with
 print("BENCH " + json.dumps({"rates": rates, "threads": threads}))
 """
 
@@ -287,9 +291,10 @@ embedder = pack.open_embedder()
 embedder.embed(["my internet has been down since yesterday evening"])
 marks.append(("ONNX embedder session + one query", now()))
 from edge_agent.models import resolve_model
+from edge_agent.runtime import RuntimeConfig
 from edge_agent.student import LlamaStudent
 spec = resolve_model(sys.argv[2] or None)
-student = LlamaStudent(spec.path, n_ctx=spec.n_ctx, chat_template=spec.chat_template)
+student = LlamaStudent(spec.path, n_ctx=spec.n_ctx, chat_template=spec.chat_template, runtime=RuntimeConfig.from_env())
 marks.append(("GGUF vocabulary and chat template (what a grounded-only chat holds)", now()))
 student.load()
 marks.append(("GGUF weights: model pages (file) + KV, buffers (anon)", now()))
