@@ -14,11 +14,11 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from edge_agent.backends import ChatResult, GenerationConfig, Message, Usage
+from edge_agent.backends import ChatResult, ChatStream, GenerationConfig, Message, Usage
 from edge_agent.prompting import GUIDANCE_OPEN
 
 from .builder.prompts import ROLE_LINES
@@ -80,7 +80,6 @@ class EchoStudent:
 
     def __init__(self) -> None:
         self.calls: list[list[dict[str, str]]] = []
-        self.last_stats: dict[str, Any] = {}
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         self.calls.append([dict(m) for m in messages])
@@ -93,12 +92,10 @@ class EchoStudent:
         text += " Is there anything else?"
         usage = Usage(prompt_tokens=sum(len(str(m.get("content", "")).split()) for m in messages),
                       completion_tokens=len(text.split()))
-        self.last_stats = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                           "finish_reason": "stop"}
         return ChatResult(text=text, usage=usage, model=self.name)
 
-    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Iterator[str]:
-        yield self.chat(messages, config).text
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:
+        return ChatStream.of(self.chat(messages, config))
 
 
 Fault = str  # "429" | "500" | "timeout" | "malformed" | "truncated" | "drop"

@@ -25,6 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from distill.roles.cache import default_cache_path
 from distill.tuning.compact import derive_compact
 from distill.tuning.data import parse_dev_rows, split_dev
 from distill.tuning.run import open_student, write_report
@@ -196,9 +197,7 @@ def main() -> int:
             f"--dev {args.data / 'library.jsonl'} --stage 1",
             file=sys.stderr,
         )
-    student, generation, name = open_student(
-        None, args.cache or home_dir() / "cache" / "student-calls.sqlite"
-    )
+    student, generation, name = open_student(None, args.cache or default_cache_path())
     factory = make_agent_factory(student, system_prompt, retriever, generation, [REFUND_PROMISE])
     scorer = SentenceEmbedder()
     print(f"student {name}; decoding {generation}", file=sys.stderr)
@@ -210,8 +209,9 @@ def main() -> int:
     def tick(n: int) -> None:
         done[0] += n
         if done[0] % 20 == 0 or done[0] == total:
+            hits = student.ledger.count(student.name)[1]
             print(
-                f"  {done[0]}/{total} replies, {time.perf_counter() - t0:.0f}s (cache hits {student.hits})",
+                f"  {done[0]}/{total} replies, {time.perf_counter() - t0:.0f}s (cache hits {hits})",
                 file=sys.stderr,
             )
 

@@ -26,7 +26,7 @@ from ..config import ROLES, RunSettings, parse_settings, settings_from_domain
 from ..roles.budget import Meter
 from ..roles.cache import CallCache
 from ..roles.caller import Caller
-from ..roles.openai_chat import AsyncChat, OpenAIChat
+from ..roles.openai_chat import OpenAIChat
 from ..testing import EchoStudent
 from .journal import Journal
 from .scenarios import domain_situations
@@ -63,7 +63,7 @@ class Build:
     cache: CallCache
     pack_settings: PackSettings
     on_event: EventFn | None = None
-    backends: Mapping[str, AsyncChat] = field(default_factory=dict)
+    backends: Mapping[str, ChatBackend] = field(default_factory=dict)
 
     def emit(self, name: str, **data: Any) -> None:
         if self.on_event is not None:
@@ -71,9 +71,9 @@ class Build:
 
     async def aclose(self) -> None:
         for backend in {id(b): b for b in self.backends.values()}.values():
-            closer = getattr(backend, "aclose", None)
+            closer = getattr(backend, "close", None)
             if closer is not None:
-                await closer()
+                closer()
         self.journal.close()
 
 
@@ -180,7 +180,7 @@ def _student(spec: str) -> tuple[ChatBackend, str]:
     return backend, f"{model.name}@{model.sha256[:12]}"
 
 
-def open_build(run_dir: Path, *, backends: Mapping[str, AsyncChat] | None = None,
+def open_build(run_dir: Path, *, backends: Mapping[str, ChatBackend] | None = None,
                student: ChatBackend | None = None, embedder: Embedder | None = None,
                loop: Mapping[str, Any] | None = None, budget: Mapping[str, Any] | None = None,
                teacher: Mapping[str, Any] | None = None, on_event: EventFn | None = None) -> Build:

@@ -21,7 +21,7 @@ from edge_agent.pack import PackSettings, index_text
 from edge_agent.rendering import PromptConfig, render_prompt
 from edge_agent.retrieval import Hit, RetrievalConfig, Retriever
 
-from ..roles.cache import CallCache, request_key
+from ..roles.cache import CachedCalls, CallCache, generation_params, request_key
 
 __all__ = ["StudentRunner", "embed_library"]
 
@@ -48,10 +48,17 @@ class StudentRunner:
         self.cache = cache
         self.run_id = run_id
         self.id = student_id or f"student:{backend.name}"
-        self.calls = 0
-        self.cache_hits = 0
+        self.ledger = CachedCalls(cache, run_id=run_id, paid=False)
         self._lock: asyncio.Lock | None = None
         self.agent = self._agent(None)
+
+    @property
+    def calls(self) -> int:
+        return self.ledger.calls[self.id]
+
+    @property
+    def cache_hits(self) -> int:
+        return self.ledger.hits[self.id]
 
     def _agent(self, retriever: Retriever | None) -> Agent:
         return Agent(self.backend, system_prompt=self.system_prompt, retriever=retriever,
@@ -86,24 +93,15 @@ class StudentRunner:
         return self._lock
 
     async def _generate(self, messages: list[dict[str, str]]) -> str:
-        params = {k: v for k, v in self.generation.__dict__.items()}
-        params["stop"] = list(params["stop"])
+        params = generation_params(self.generation)
         key = request_key(self.id, messages, params)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.cache_hits += 1
-                return str(hit.response["text"])
+        hit = self.ledger.lookup(key, self.id, self.id)
+        if hit is not None:
+            return hit.text
         async with self._model_lock():
-            hit = self.cache.get(key) if self.cache is not None else None
+            hit = self.ledger.lookup(key, self.id, self.id)
             if hit is not None:  # the same prompt was generated while this one waited for the model
-                self.cache_hits += 1
-                return str(hit.response["text"])
+                return hit.text
             result = await asyncio.to_thread(self.backend.chat, messages, self.generation)
-        self.calls += 1
-        if self.cache is not None:
-            self.cache.put(key, self.id, {"messages": messages, **params},
-                           {"text": result.text, "finish_reason": result.finish_reason},
-                           run_id=self.run_id, paid=False, prompt_tokens=result.usage.prompt_tokens,
-                           completion_tokens=result.usage.completion_tokens)
+        self.ledger.store(key, self.id, self.id, {"messages": messages, **params}, result)
         return result.text.strip()

@@ -57,7 +57,7 @@ def digest_command(domain_path: Path, out: Path | None, teacher_url: str | None,
         try:
             return await draft_digest(domain, backend, endpoint, max_rules=max_rules, max_chars=max_chars)
         finally:
-            await backend.aclose()
+            backend.close()
 
     record, warnings = asyncio.run(main())
     write_digest(target, record)

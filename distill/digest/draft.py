@@ -83,11 +83,12 @@ def check_digest(domain: Domain, text: str, max_chars: int) -> tuple[list[str], 
 async def draft_digest(domain: Domain, backend: Any, endpoint: Any, *, max_rules: int = 10,
                        max_chars: int = 1400) -> tuple[Strategy, list[str]]:
     """One teacher call; returns the pending digest entry and the reviewer's warnings."""
-    from ..roles.openai_chat import ChatRequest
+    from ..roles.caller import in_thread
+    from ..roles.openai_chat import ChatRequest, ask
 
     request = ChatRequest(messages=digest_messages(domain, max_rules, max_chars), temperature=0.0,
                           max_tokens=max(256, max_chars // 2))
-    result = await backend.complete(request)
+    result = await in_thread(lambda: ask(backend, request))
     text = _clean(result.text)
     problems, warnings = check_digest(domain, text, max_chars)
     if problems:

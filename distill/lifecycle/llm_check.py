@@ -65,26 +65,29 @@ def _flag(strategy: Strategy, verdict: str, reason: str, model: str) -> Flag | N
 
 async def _run(strategies: Sequence[Strategy], backend: Any, policy: str, max_tokens: int,
                concurrency: int) -> list[Flag | None]:
-    from distill.roles.openai_chat import ChatRequest
+    from distill.roles.caller import in_thread
+    from distill.roles.openai_chat import ChatRequest, ask
 
     limit = asyncio.Semaphore(concurrency)
 
     async def one(strategy: Strategy) -> Flag | None:
         request = ChatRequest(messages=llm_messages(strategy, policy), temperature=0.0, max_tokens=max_tokens)
         async with limit:
-            result = await backend.complete(request)
+            result = await in_thread(lambda: ask(backend, request))
         verdict, reason = parse_verdict(result.text)
         return _flag(strategy, verdict, reason, backend.name)
 
     try:
         return list(await asyncio.gather(*(one(s) for s in strategies)))
     finally:
-        await backend.aclose()
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
 
 
 def llm_check(strategies: Sequence[Strategy], backend: Any, policy: str, *, max_tokens: int = 120,
               concurrency: int = 4) -> list[Flag]:
-    """Audit each non-rejected strategy with `backend` (an async chat: `complete(ChatRequest)`)."""
+    """Audit each non-rejected strategy with `backend` (a ChatBackend, e.g. `OpenAIChat`)."""
     todo = [s for s in strategies if s.status != "rejected"]
     results = asyncio.run(_run(todo, backend, policy, max_tokens, concurrency))
     return [f for f in results if f is not None]

@@ -100,11 +100,12 @@ class Meter:
             return f"cost budget reached (${t.cost:.4f} of ${b.max_cost:.4f})"
         return None
 
-    def check(self) -> None:
+    def check(self, advice: str | None = None) -> None:
+        """Raise `BudgetExceeded` once a limit is reached; `advice` says how to continue."""
         reason = self.exceeded()
         if reason:
-            raise BudgetExceeded(f"{reason}; everything so far is saved: raise the limit and run "
-                                 "edge-agent distill resume RUN_DIR")
+            raise BudgetExceeded(f"{reason}; " + (advice or "everything so far is saved: raise the limit and run "
+                                                  "edge-agent distill resume RUN_DIR"))
 
     def to_json(self) -> dict[str, Any]:
         return {"total": self.total.to_json(), "by_model": {m: u.to_json() for m, u in sorted(self.by_model.items())}}

@@ -1,5 +1,8 @@
 """Calls to the teacher-side roles: cache first, then budget check, bounded concurrency, accounting.
 
+The async face of `CachedCalls`: each role's backend is a plain `ChatBackend` (blocking), run in a
+daemon thread per call, so up to `concurrency` calls are in flight while the loop goes on.
+
 The cache key names the teacher, not just the model: endpoint URL, model, and an explicit
 `teacher_id` or the fingerprint the server reports, so a swapped model is never answered from
 another one's cache.
@@ -13,25 +16,50 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from edge_agent.backends import ChatResult, Usage
+from edge_agent.backends import ChatBackend, ChatResult, Usage
 
 from ..config import Endpoint
 from .budget import Meter
-from .cache import CallCache, request_key
-from .openai_chat import AsyncChat, ChatRequest
+from .cache import CachedCalls, CallCache, request_key
+from .openai_chat import ChatRequest, ask
 from .schemas import MalformedOutput, json_schema, parse_output, repair_messages
 
 __all__ = ["CallResult", "Caller", "StructuredFailure"]
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+def in_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
+    """Run a blocking call in a daemon thread; an interrupted run exits without waiting for it."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, failed: bool) -> None:
+        if not future.done():
+            future.set_exception(value) if failed else future.set_result(value)
+
+    def work() -> None:
+        try:
+            value: Any = fn()
+            failed = False
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting task, never lost in the thread
+            value, failed = exc, True
+        try:
+            loop.call_soon_threadsafe(settle, value, failed)
+        except RuntimeError:
+            pass  # the loop is already closed: nobody waits for this answer any more
+
+    threading.Thread(target=work, name="distill-call", daemon=True).start()
+    return future
 
 
 class StructuredFailure(Exception):
@@ -70,7 +98,7 @@ def _parse(out: CallResult, model: type[M]) -> M:
 class Caller:
     """Routes each role to its backend; shares one cache, one meter and one concurrency limit."""
 
-    def __init__(self, endpoints: Mapping[str, Endpoint], backends: Mapping[str, AsyncChat], *,
+    def __init__(self, endpoints: Mapping[str, Endpoint], backends: Mapping[str, ChatBackend], *,
                  cache: CallCache | None, meter: Meter, run_id: str, concurrency: int = 4,
                  json_retries: int = 2, on_call: Callable[[str, bool], None] | None = None) -> None:
         self.endpoints = dict(endpoints)
@@ -80,13 +108,10 @@ class Caller:
         self.run_id = run_id
         self.json_retries = json_retries
         self.on_call = on_call
+        self.ledger = CachedCalls(cache, meter=meter, run_id=run_id)
         self._limit = asyncio.Semaphore(concurrency)
         # Server-reported fingerprints per role (see `identify`); part of every cache key.
         self.fingerprints: dict[str, str] = {}
-        self.hits: Counter[str] = Counter()
-        self.shared: Counter[str] = Counter()
-        self.paid: Counter[str] = Counter()
-        self.hit_runs: dict[str, set[str]] = {}
         # Identical requests in flight at once share one paid call.
         self._inflight: dict[str, asyncio.Future[CallResult]] = {}
         self._pending: set[asyncio.Future[ChatResult]] = set()
@@ -104,7 +129,7 @@ class Caller:
                 continue
             where = (ep.base_url, ep.model)
             if where not in asked:
-                asked[where] = await probe()
+                asked[where] = await in_thread(probe)
             self.fingerprints[role] = asked[where]
         return dict(self.fingerprints)
 
@@ -126,17 +151,14 @@ class Caller:
             row = by.setdefault(label, {"teacher": label, "roles": [], "cache_hits": 0, "paid_calls": 0,
                                         "cached_from_runs": []})
             row["roles"].append(role)
-            row["cache_hits"] += self.hits[role]
-            row["paid_calls"] += self.paid[role]
-            row["cached_from_runs"] = sorted({*row["cached_from_runs"], *self.hit_runs.get(role, set())})
-        return {"hits": sum(self.hits.values()), "paid_calls": sum(self.paid.values()),
-                "shared_in_flight": sum(self.shared.values()),
+            paid, hits = self.ledger.count(role)
+            row["cache_hits"] += hits
+            row["paid_calls"] += paid
+            row["cached_from_runs"] = sorted({*row["cached_from_runs"], *self.ledger.hit_runs.get(role, set())})
+        led = self.ledger
+        return {"hits": sum(led.hits.values()), "paid_calls": sum(led.calls.values()),
+                "shared_in_flight": sum(led.shared.values()),
                 "by_teacher": [r for r in by.values() if r["cache_hits"] or r["paid_calls"]]}
-
-    def _hit(self, role: str, run_id: str) -> None:
-        self.meter.record_hit(self.endpoints[role].model)
-        self.hits[role] += 1
-        self.hit_runs.setdefault(role, set()).add(run_id)
 
     async def _call(self, role: str, messages: Sequence[Mapping[str, str]],
                     fmt: Mapping[str, Any] | None) -> CallResult:
@@ -144,20 +166,16 @@ class Caller:
         request = ChatRequest(messages=[dict(m) for m in messages], temperature=ep.temperature,
                               max_tokens=ep.max_tokens, response_format=fmt)
         key = request_key(self.identity(role), request.messages, request.params())
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self._hit(role, hit.run_id)
-                if self.on_call:
-                    self.on_call(role, True)
-                r = hit.response
-                return CallResult(text=r["text"], usage=Usage(r.get("prompt_tokens", 0), r.get("completion_tokens", 0)),
-                                  finish_reason=r.get("finish_reason", "stop"), cached=True)
+        hit = self.ledger.lookup(key, role, ep.model)
+        if hit is not None:
+            if self.on_call:
+                self.on_call(role, True)
+            return CallResult(text=hit.text, usage=Usage(hit.usage.prompt_tokens, hit.usage.completion_tokens),
+                              finish_reason=hit.finish_reason, cached=True)
         shared = self._inflight.get(key)
         if shared is not None:
             first = await asyncio.shield(shared)
-            self.meter.record_hit(ep.model)
-            self.shared[role] += 1
+            self.ledger.record_hit(role, ep.model)
             return CallResult(text=first.text, usage=first.usage, finish_reason=first.finish_reason, cached=True)
         future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
@@ -177,28 +195,21 @@ class Caller:
 
     async def _paid(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> CallResult:
         async with self._limit:
-            self.meter.check()
+            self.ledger.check()
             # Shielded: if the run is stopping (budget, a failed endpoint), a request already sent
             # still gets its answer stored, so it is never paid for twice. `drain` waits for these.
-            inner = asyncio.ensure_future(self._complete_and_store(role, ep, key, request))
+            inner = in_thread(lambda: self._complete_and_store(role, ep, key, request))
             self._pending.add(inner)
             inner.add_done_callback(self._pending.discard)
             result = await asyncio.shield(inner)
-        self.paid[role] += 1
         if self.on_call:
             self.on_call(role, False)
         return CallResult(text=result.text, usage=result.usage, finish_reason=result.finish_reason, cached=False)
 
-    async def _complete_and_store(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> ChatResult:
-        result: ChatResult = await self.backends[role].complete(request)
-        if self.cache is not None:
-            await asyncio.to_thread(
-                self.cache.put, key, ep.model, {"messages": request.messages, **request.params()},
-                {"text": result.text, "finish_reason": result.finish_reason,
-                 "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
-                run_id=self.run_id, paid=True, prompt_tokens=result.usage.prompt_tokens,
-                completion_tokens=result.usage.completion_tokens)
-        self.meter.record_paid(ep.model, result.usage.prompt_tokens, result.usage.completion_tokens)
+    def _complete_and_store(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> ChatResult:
+        """In the call's thread: the paid answer is committed before anyone is told it exists."""
+        result = ask(self.backends[role], request)
+        self.ledger.store(key, role, ep.model, {"messages": request.messages, **request.params()}, result)
         return result
 
     async def drain(self) -> None:

@@ -1,8 +1,10 @@
-"""Async chat backends for the build's roles: any OpenAI-compatible endpoint, and a scripted adapter.
+"""The one OpenAI-compatible client wrapper: `OpenAIChat`, a `ChatBackend` for every teacher-side role.
 
-`OpenAIChat` uses the official `openai` client; its own bounded retries (429, 5xx, timeouts,
-connection errors) are the only retry layer. The API key is read from the environment variable
-named in the role's settings at call time and never logged, cached or written anywhere.
+It uses the official `openai` client; its own bounded retries (429, 5xx, timeouts, connection
+errors) are the only retry layer. `send(ChatRequest)` is the same call with what `chat`'s
+GenerationConfig cannot say (a JSON response format, no seed); `ask` sends a request to any
+`ChatBackend`. The API key is read from the environment variable named in the role's settings and
+never logged, cached or written anywhere.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from edge_agent.backends import ChatBackend, ChatResult, GenerationConfig, Usage
+from edge_agent.backends import ChatBackend, ChatResult, ChatStream, GenerationConfig, Message, Usage
 from edge_agent.errors import BackendError, ConfigError
 
 from ..config import Endpoint
 
-__all__ = ["AsyncChat", "ChatRequest", "FatalBackendError", "OpenAIChat", "ScriptedAsyncChat"]
+__all__ = ["ChatRequest", "FatalBackendError", "OpenAIChat", "ask"]
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +46,14 @@ class ChatRequest:
                 "seed": self.seed}
 
 
-class AsyncChat(Protocol):
-    name: str
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        ...
+def ask(backend: ChatBackend, request: ChatRequest) -> ChatResult:
+    """Send `request` to any ChatBackend: its own `send` when it has one, else `chat` (fakes)."""
+    send = getattr(backend, "send", None)
+    if send is not None:
+        result: ChatResult = send(request)
+        return result
+    return backend.chat(request.messages, GenerationConfig(max_tokens=request.max_tokens,
+                                                           temperature=request.temperature))
 
 
 def _api_key(endpoint: Endpoint) -> str:
@@ -62,17 +67,23 @@ def _api_key(endpoint: Endpoint) -> str:
 
 
 class OpenAIChat:
-    """One role's endpoint through `openai.AsyncOpenAI` (pass `http_client` to mock the transport)."""
+    """One role's endpoint through `openai.OpenAI` (pass `http_client` to mock the transport).
 
-    def __init__(self, endpoint: Endpoint, http_client: Any = None, client: Any = None) -> None:
+    `chat(messages, config)` sends the config's temperature, max_tokens and seed (and the
+    `response_format` given here); `send(request)` sends exactly a `ChatRequest`.
+    """
+
+    def __init__(self, endpoint: Endpoint, http_client: Any = None, client: Any = None,
+                 response_format: Mapping[str, Any] | None = None) -> None:
         import openai
         from openai.types.chat import ChatCompletion
 
         self.endpoint = endpoint
         self.name = endpoint.model
+        self.response_format = dict(response_format) if response_format else None
         self._openai = openai
         self._completion = ChatCompletion
-        self.client = client or openai.AsyncOpenAI(
+        self.client = client or openai.OpenAI(
             base_url=endpoint.base_url, api_key=_api_key(endpoint), max_retries=endpoint.max_retries,
             timeout=endpoint.timeout_s, http_client=http_client)
         self._owns_client = client is None
@@ -93,36 +104,33 @@ class OpenAIChat:
         o, ep = self._openai, self.endpoint
         where = f"{ep.role} endpoint {ep.base_url} (model {ep.model})"
         tries = f"after {ep.max_retries + 1} tries"
-        if isinstance(exc, (o.AuthenticationError, o.PermissionDeniedError)):
-            key = ep.api_key_env or "an API key variable (api_key_env)"
-            return FatalBackendError(f"{where} refused the API key; check {key}")
-        if isinstance(exc, o.NotFoundError):
-            return FatalBackendError(f"{where} answered 404; check the base URL (it usually ends in /v1) "
-                                     "and the model name")
-        if isinstance(exc, o.BadRequestError):
-            return FatalBackendError(f"{where} rejected the request ({str(exc)[:160]}); if it is about "
-                                     "response_format set json_mode = \"off\" for this role")
-        if isinstance(exc, o.RateLimitError):
-            return BackendError(f"{where} kept answering 429 (rate limit) {tries}; lower --concurrency or "
-                                "wait, then resume")
-        if isinstance(exc, o.APITimeoutError):
-            return BackendError(f"{where} timed out {tries} (timeout_s={ep.timeout_s}); raise timeout_s or "
-                                "check the server, then resume")
-        if isinstance(exc, o.APIConnectionError):
-            return BackendError(f"{where} is unreachable {tries}; start the server or fix base_url, then resume")
-        if isinstance(exc, o.APIStatusError):
-            return BackendError(f"{where} answered HTTP {exc.status_code} {tries}; resume when it is healthy")
+        key = ep.api_key_env or "an API key variable (api_key_env)"
+        # First match wins (subclasses before APIStatusError); True: retrying cannot help.
+        table: tuple[tuple[Any, bool, str], ...] = (
+            ((o.AuthenticationError, o.PermissionDeniedError), True, f"refused the API key; check {key}"),
+            (o.NotFoundError, True, "answered 404; check the base URL (it usually ends in /v1) and the model name"),
+            (o.BadRequestError, True, (f"rejected the request ({str(exc)[:160]}); if it is about "
+                                       "response_format set json_mode = \"off\" for this role")),
+            (o.RateLimitError, False, f"kept answering 429 (rate limit) {tries}; lower --concurrency or wait, then resume"),
+            (o.APITimeoutError, False, (f"timed out {tries} (timeout_s={ep.timeout_s}); raise timeout_s or "
+                                        "check the server, then resume")),
+            (o.APIConnectionError, False, f"is unreachable {tries}; start the server or fix base_url, then resume"),
+            (o.APIStatusError, False, (f"answered HTTP {getattr(exc, 'status_code', '?')} {tries}; resume "
+                                       "when it is healthy")),
+        )
+        for kinds, fatal, message in table:
+            if isinstance(exc, kinds):
+                return (FatalBackendError if fatal else BackendError)(f"{where} {message}")
         return BackendError(f"{where} failed: {type(exc).__name__}; resume when it is healthy")
 
-    async def fingerprint(self) -> str:
+    def fingerprint(self) -> str:
         """A short hash of what the server lists for this model at `/models` ("" if it cannot tell).
 
         llama.cpp-style servers list the loaded file's size and shape there, so a different GGUF
         behind the same alias gives another fingerprint. The volatile `created` time is left out.
         """
         try:
-            page = await self.client.with_options(timeout=min(self.endpoint.timeout_s, 10.0),
-                                                  max_retries=0).models.list()
+            page = self.client.with_options(timeout=min(self.endpoint.timeout_s, 10.0), max_retries=0).models.list()
             entries = [m.model_dump() for m in page.data]
         except self._openai.OpenAIError as exc:
             log.info("%s: %s/models did not answer (%s); cache keyed by URL and model only",
@@ -136,7 +144,21 @@ class OpenAIChat:
         entry = {k: v for k, v in match[0].items() if k != "created"}
         return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
-    async def complete(self, request: ChatRequest) -> ChatResult:
+    def request(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatRequest:
+        """What `chat` sends: the config's temperature, max_tokens and seed (the endpoint's without one)."""
+        cfg = config or GenerationConfig(temperature=self.endpoint.temperature, max_tokens=self.endpoint.max_tokens)
+        return ChatRequest(messages=[{"role": m["role"], "content": m["content"]} for m in messages],
+                           temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                           response_format=self.response_format, seed=cfg.seed)
+
+    def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
+        return self.send(self.request(messages, config))
+
+    def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:
+        return ChatStream.of(self.chat(messages, config))
+
+    def send(self, request: ChatRequest) -> ChatResult:
+        """One chat completion, exactly as `request` says (blocking; the async Caller runs it in a thread)."""
         kwargs: dict[str, Any] = {"model": self.endpoint.model, "messages": [dict(m) for m in request.messages],
                                   "temperature": request.temperature, "max_tokens": request.max_tokens}
         if request.response_format:
@@ -146,7 +168,7 @@ class OpenAIChat:
         try:
             # The client's low-level `post` keeps its retries and timeouts but skips re-validating
             # the already plain-JSON messages, which costs ~10 ms of CPU per call in `create`.
-            response = await self.client.post("/chat/completions", body=kwargs, cast_to=self._completion)
+            response = self.client.post("/chat/completions", body=kwargs, cast_to=self._completion)
         except self._openai.OpenAIError as exc:
             raise self._fail(exc) from None
         if not getattr(response, "choices", None):
@@ -161,21 +183,6 @@ class OpenAIChat:
             model=str(getattr(response, "model", "") or self.endpoint.model),
         )
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         if self._owns_client:
-            await self.client.close()
-
-
-class ScriptedAsyncChat:
-    """Any synchronous `ChatBackend` (e.g. `ScriptedChat`) as an async role backend, for tests."""
-
-    def __init__(self, backend: ChatBackend, name: str | None = None) -> None:
-        self.backend = backend
-        self.name = name or backend.name
-
-    async def complete(self, request: ChatRequest) -> ChatResult:
-        config = GenerationConfig(max_tokens=request.max_tokens, temperature=request.temperature)
-        return self.backend.chat(request.messages, config)
-
-    async def aclose(self) -> None:
-        return None
+            self.client.close()

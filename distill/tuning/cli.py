@@ -68,7 +68,7 @@ def _ints(text: str) -> list[int]:
     "cache_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="SQLite call cache for student generations (default: <home>/cache/student-calls.sqlite).",
+    help="SQLite call cache for student generations (default: <home>/distill/cache.sqlite, shared with distill).",
 )
 @click.option(
     "--report",
@@ -117,6 +117,7 @@ def tune_command(
     if dev_path is None:
         raise click.UsageError("give --dev FILE (recorded teacher replies) or --suite FILE (conversation tests)")
 
+    from ..roles.cache import default_cache_path
     from .data import read_dev_file
     from .run import build_tuning, write_report
     from .tune import candidate_grid, tune
@@ -132,7 +133,7 @@ def tune_command(
         gens = [{**g, "max_tokens": n} for g in gens for n in _ints(max_tokens)]
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     candidates = candidate_grid(mode_list, gens)
-    setup = build_tuning(pack, model, cache_path or home_dir() / "cache" / "student-calls.sqlite")
+    setup = build_tuning(pack, model, cache_path or default_cache_path())
     with click.progressbar(length=len(items) * len(candidates), label="tuning", file=sys.stderr) as bar:
         result = tune(setup.factory, items, candidates, setup.scorer, setup.rules, progress=bar.update)
     out = report_path or home_dir() / "reports" / f"tune-{pack.path.name}.json"
@@ -143,8 +144,8 @@ def tune_command(
             "pack": str(pack.path),
             "dev": str(dev_path),
             "model": setup.model_name,
-            "cache_hits": setup.student.hits,
-            "cache_misses": setup.student.misses,
+            "cache_hits": setup.student.ledger.count(setup.student.name)[1],
+            "cache_misses": setup.student.ledger.count(setup.student.name)[0],
         },
     )
     if write:
@@ -243,13 +244,17 @@ def derive_compact_command(
     """
     from edge_agent.library import read_library, write_library
 
-    from .compact import EndpointChat, derive_compact, derive_compact_llm, fill_compact
+    from ..config import Endpoint
+    from ..roles.openai_chat import OpenAIChat
+    from .compact import derive_compact, derive_compact_llm, fill_compact
 
     strategies = read_library(library)
     if endpoint:
         if not endpoint_model:
             raise click.ClickException(str(ConfigError("--endpoint needs --model NAME (the model to ask)")))
-        chat = EndpointChat(endpoint, endpoint_model, os.environ.get(api_key_env) or "none")
+        # An unset key variable is fine for local servers (they ignore the key).
+        chat = OpenAIChat(Endpoint(role="compact", base_url=endpoint, model=endpoint_model,
+                                   api_key_env=api_key_env if os.environ.get(api_key_env) else ""))
         derive = lambda text: derive_compact_llm(text, chat, max_sentences, max_tokens)
     else:
         derive = lambda text: derive_compact(text, max_sentences, max_tokens)

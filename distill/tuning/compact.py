@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
+from edge_agent.backends import ChatBackend
 from edge_agent.library import Strategy
 from edge_agent.retrieval import approx_tokens
 
@@ -116,12 +116,12 @@ def derive_compact(
     return " ".join(picked)
 
 
-def derive_compact_llm(strategy_text: str, chat: Any, max_sentences: int = 3, max_tokens: int = 80) -> str:
-    """Compact form written by a chat backend (`chat.chat(messages, config)`), cleaned by the rules."""
-    from edge_agent.backends import GenerationConfig
+def derive_compact_llm(strategy_text: str, chat: ChatBackend, max_sentences: int = 3, max_tokens: int = 80) -> str:
+    """Compact form written by a chat backend (e.g. `OpenAIChat`), cleaned by the rules."""
+    from ..roles.openai_chat import ChatRequest, ask
 
     prompt = COMPACT_INSTRUCTION.format(n=max_sentences, text=strategy_text.strip())
-    result = chat.chat([{"role": "user", "content": prompt}], GenerationConfig(max_tokens=160))
+    result = ask(chat, ChatRequest(messages=[{"role": "user", "content": prompt}], temperature=0.0, max_tokens=160))
     cleaned = " ".join(_plain(line) for line in result.text.splitlines() if line.strip())
     return derive_compact(cleaned, max_sentences=max_sentences, max_tokens=max_tokens) or cleaned
 
@@ -149,34 +149,3 @@ def fill_compact(
 
 def iter_compact(texts: Iterable[str]) -> list[str]:
     return [derive_compact(t) for t in texts]
-
-
-class EndpointChat:
-    """The smallest OpenAI-compatible chat client (`openai` package) for deriving compact forms."""
-
-    def __init__(self, base_url: str, model: str, api_key: str = "none", timeout: float = 60.0) -> None:
-        from openai import OpenAI
-
-        self.name = model
-        self.model = model
-        self.client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=2)
-
-    def chat(self, messages: Sequence[Any], config: Any = None) -> Any:
-        from openai import OpenAIError
-
-        from edge_agent.backends import ChatResult
-        from edge_agent.errors import BackendError
-
-        try:
-            response = self.client.chat.completions.create(
-                model=self.model,
-                messages=[dict(m) for m in messages],  # type: ignore[misc]
-                temperature=0.0,
-                max_tokens=getattr(config, "max_tokens", 160),
-            )
-        except OpenAIError as exc:  # every error the client raises; turned into one actionable line
-            raise BackendError(
-                f"endpoint {self.client.base_url} failed ({type(exc).__name__}: "
-                f"{str(exc)[:120]}); check --endpoint and --model"
-            ) from None
-        return ChatResult(text=response.choices[0].message.content or "", model=self.model)

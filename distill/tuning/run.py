@@ -16,7 +16,7 @@ from edge_agent.files import write_json_atomic
 from edge_agent.pack import Pack
 from edge_agent.retrieval import RetrievalConfig, Retriever
 
-from .cache import CachedChat
+from ..roles.cache import CachedChat
 from .tune import Candidate, TuneResult, format_table, make_agent_factory
 
 __all__ = ["TuningSetup", "build_tuning", "open_student", "write_report"]

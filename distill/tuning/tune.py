@@ -2,7 +2,8 @@
 
 Objective: mean cosine between the student's reply and the recorded teacher reply, subject to a
 policy-violation rate no higher than the base student's (no guidance, same decoding settings).
-Generation is the only expensive step; pass a `CachedChat` student to make reruns free.
+Generation is the only expensive step; pass a `CachedChat` student (distill.roles.cache) to make
+reruns free.
 """
 
 from __future__ import annotations

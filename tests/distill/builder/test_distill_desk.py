@@ -16,7 +16,6 @@ from distill.builder.scenarios import cap_customers, make_customers
 from distill.cli import distill_group
 from distill.config import ROLES, RunSettings, settings_from_domain
 from distill.lifecycle.quality import problems, quality_summary, text_problems
-from distill.roles.openai_chat import ScriptedAsyncChat
 from distill.testing import EchoStudent, LoopbackTeacher, fake_teacher_reply, role_of
 from edge_agent.backends import ScriptedChat
 from edge_agent.domain import load_domain
@@ -101,7 +100,7 @@ def _run(tmp: Path, name: str, fn: Callable[[Sequence[Mapping[str, str]]], str] 
                                                           "generate_per_stage": 0, **loop},
                  student="echo", embedder="hash", cache=tmp / "cache.sqlite", run_id=name)
     fake = ScriptedChat(fn, name="fake")
-    b = open_build(run_dir, backends={r: ScriptedAsyncChat(fake) for r in ROLES},
+    b = open_build(run_dir, backends=dict.fromkeys(ROLES, fake),
                    student=EchoStudent(), embedder=HashEmbedder())
     return finish_build(b)
 

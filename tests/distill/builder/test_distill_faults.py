@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,11 @@ def _endpoint(url: str, **kw: Any) -> Any:
 
 
 def _ask(ep: Any) -> Any:
-    async def go() -> Any:
-        chat = OpenAIChat(ep)
-        try:
-            return await chat.complete(ChatRequest(messages=[{"role": "user", "content": "hi"}], temperature=0,
-                                                   max_tokens=20))
-        finally:
-            await chat.aclose()
-    return asyncio.run(go())
+    chat = OpenAIChat(ep)
+    try:
+        return chat.send(ChatRequest(messages=[{"role": "user", "content": "hi"}], temperature=0, max_tokens=20))
+    finally:
+        chat.close()
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "timeout", "drop"])

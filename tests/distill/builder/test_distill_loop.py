@@ -16,7 +16,6 @@ from distill.builder.student_runner import StudentRunner
 from distill.config import ROLES, LoopSettings, RunSettings
 from distill.roles.budget import Meter
 from distill.roles.caller import Caller
-from distill.roles.openai_chat import ScriptedAsyncChat
 from distill.testing import EchoStudent, fake_teacher_reply, role_of
 from edge_agent.agent import Agent
 from edge_agent.backends import ScriptedChat
@@ -37,7 +36,7 @@ def _caller(fn: Callable[[Sequence[Mapping[str, str]]], str], **loop: Any) -> tu
     fake = ScriptedChat(fn, name="fake")
     settings = RunSettings().with_overrides(teacher=TEACHER, loop=loop)
     eps = {r: settings.endpoint(r) for r in ROLES}
-    return Caller(eps, {r: ScriptedAsyncChat(fake) for r in ROLES}, cache=None, meter=Meter(), run_id="t"), fake
+    return Caller(eps, dict.fromkeys(ROLES, fake), cache=None, meter=Meter(), run_id="t"), fake
 
 
 def _scenario() -> Any:
@@ -112,7 +111,7 @@ def _run(tmp: Path, name: str, fn: Callable[[Sequence[Mapping[str, str]]], str] 
         init_run(run_dir, AIRLINE, teacher=TEACHER, loop={"personas": 2, "stages": (1.0, 0.5), **loop},
                  student="echo", embedder="hash", cache=tmp / f"{name}.sqlite", run_id=name)
     fake = ScriptedChat(fn, name="fake")
-    b = open_build(run_dir, backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=EchoStudent(),
+    b = open_build(run_dir, backends=dict.fromkeys(ROLES, fake), student=EchoStudent(),
                    embedder=HashEmbedder(), budget=budget)
     return finish_build(b), fake
 

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from distill.builder.rundir import init_run, open_build
 from distill.config import ROLES
 from distill.digest.draft import check_digest
-from distill.roles.openai_chat import ScriptedAsyncChat
 from distill.testing import EchoStudent, LoopbackTeacher, fake_teacher_reply, role_of
 from edge_agent.backends import ScriptedChat
 from edge_agent.cli import cli
@@ -136,7 +135,7 @@ def test_a_run_teaches_with_the_full_policy_and_the_student_sees_the_digest(tmp_
              loop={"personas": 1, "stages": (1.0, 0.0), "rounds": 1, "max_customers": 2, "generate_per_stage": 0},
              student="echo", embedder="hash", cache=tmp_path / "c.sqlite", run_id="r")
     fake, echo = ScriptedChat(fake_teacher_reply, name="fake"), EchoStudent()
-    b = open_build(run_dir, backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=echo,
+    b = open_build(run_dir, backends=dict.fromkeys(ROLES, fake), student=echo,
                    embedder=HashEmbedder())
 
     report = finish_build(b)
@@ -167,7 +166,7 @@ def test_a_run_of_a_domain_with_a_fact_source_copies_its_data_and_packs_it(tmp_p
     data = str(load_domain(demo).fact_source["data"])
     assert (tmp_path / "run" / data).read_bytes() == (demo.parent / data).read_bytes()
     fake = ScriptedChat(fake_teacher_reply, name="fake")
-    b = open_build(tmp_path / "run", backends={r: ScriptedAsyncChat(fake) for r in ROLES}, student=EchoStudent(),
+    b = open_build(tmp_path / "run", backends=dict.fromkeys(ROLES, fake), student=EchoStudent(),
                    embedder=HashEmbedder())
 
     report = finish_build(b)

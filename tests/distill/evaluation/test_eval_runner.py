@@ -22,7 +22,6 @@ from distill.evaluation.runner import EvalParts, EvalSettings, run_online, run_r
 from distill.evaluation.simulation import clean_customer_text
 from distill.roles.budget import Meter
 from distill.roles.cache import CallCache
-from distill.roles.openai_chat import ScriptedAsyncChat
 from edge_agent.backends import ChatBackend, ScriptedChat
 from edge_agent.cli import demo_dir
 from edge_agent.domain import Domain, load_domain
@@ -158,11 +157,11 @@ def test_role_chat_caches_and_budget_stops(domain: Domain, tmp_path: Path) -> No
     ep = make_endpoint("customer", "http://127.0.0.1:9/v1", "m")
     meter = Meter(budget=BudgetSettings(max_calls=2))
     cache = CallCache(tmp_path / "calls.sqlite")
-    role = RoleChat(ep, ScriptedAsyncChat(backend), meter=meter, cache=cache)
+    role = RoleChat(ep, backend, meter=meter, cache=cache)
     msgs = [{"role": "user", "content": "hi"}]
     role.chat(msgs)
     role.chat(msgs)
-    assert len(backend.calls) == 1 and role.cache_hits == 1
+    assert len(backend.calls) == 1 and role.ledger.count("customer") == (1, 1)
     parts = _parts(domain, simulator=role, teacher=None, judge=None)
     result = run_online(select_cases(domain, CaseSelection(personas=3)), parts,
                         EvalSettings(conditions=(parse_condition("base", model="good"),), max_turns=3))

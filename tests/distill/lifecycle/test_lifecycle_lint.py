@@ -10,7 +10,6 @@ from click.testing import CliRunner
 
 from distill.lifecycle.lint import gate, lint_strategies, lint_strategy
 from distill.lifecycle.llm_check import llm_check, llm_messages, parse_verdict
-from distill.roles.openai_chat import ScriptedAsyncChat
 from edge_agent.backends import ScriptedChat
 from edge_agent.cli import cli, demo_dir
 from edge_agent.domain import load_domain
@@ -120,9 +119,9 @@ def test_cli_lint_exit_code_and_json(tmp_path: Path) -> None:
 def test_llm_check_with_scripted_backend() -> None:
     answers = ['{"verdict": "ok", "reason": "fine"}', 'Sure! {"verdict": "violation", "reason": "promises a refund"}',
                "I am not sure", '{"verdict": "suspicious", "reason": "vague"}']
-    fake = ScriptedChat(answers)
+    fake = ScriptedChat(answers, name="judge")
     items = [_s("Be kind.", id=f"s-{i}") for i in range(4)] + [_s("x", id="r", status="rejected")]
-    flags = llm_check(items, ScriptedAsyncChat(fake, name="judge"), "Never promise refunds.", concurrency=1)
+    flags = llm_check(items, fake, "Never promise refunds.", concurrency=1)
     assert [(f.strategy_id, f.severity) for f in flags] == [("s-1", "error"), ("s-2", "warning"), ("s-3", "warning")]
     assert len(fake.calls) == 4 and "Never promise refunds." in fake.calls[0][0]["content"]
     assert "STRATEGY:\nBe kind." in llm_messages(items[0], "p")[1]["content"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from distill.tuning.cache import CachedChat
+from distill.roles.cache import CachedChat
 from distill.tuning.cli import derive_compact_command
 from distill.tuning.compact import derive_compact, fill_compact
 from distill.tuning.data import parse_dev_rows, split_dev
@@ -110,7 +110,7 @@ def test_cache_answers_repeated_calls(tmp_path: Path) -> None:
     cached = CachedChat(fake, tmp_path / "c.sqlite", model_id="m1")
     msgs = [{"role": "user", "content": "hi"}]
     assert cached.chat(msgs).text == "first"
-    assert cached.chat(msgs).text == "first" and len(fake.calls) == 1 and cached.last_stats.get("cached")
+    assert cached.chat(msgs).text == "first" and len(fake.calls) == 1 and cached.ledger.count("scripted") == (1, 1)
     assert cached.chat(msgs, GenerationConfig(max_tokens=5)).text == "second"  # other settings, other key
     again = CachedChat(ScriptedChat([]), tmp_path / "c.sqlite", model_id="m1")  # persisted
     assert again.chat(msgs).text == "first"
