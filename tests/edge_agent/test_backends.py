@@ -66,7 +66,11 @@ def test_an_unknown_backend_lists_the_valid_names() -> None:
     assert "\n" not in message
 
 
-def test_a_registered_fake_is_picked_by_name_like_a_real_one(hash_pack: Path) -> None:
+def test_a_registered_fake_is_picked_by_name_like_a_real_one(hash_pack: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_agent.backends
+
+    monkeypatch.setattr(edge_agent.backends, "_REGISTRY", dict(edge_agent.backends._REGISTRY))  # undone after
     register_backend("echo-test", lambda: ScriptedChat(lambda m: str(m[-1]["content"]), name="echo-test"))
     student, defaults = student_for("echo-test")
     assert student.name == "echo-test" and defaults == {}
