@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge_agent.errors import ConfigError
+from edge_agent.keys import unknown_keys_message
 
 __all__ = [
     "ROLES",
@@ -136,9 +137,9 @@ class RunSettings(_Strict):
     @field_validator("roles")
     @classmethod
     def _known_roles(cls, v: Mapping[str, RoleSettings]) -> Mapping[str, RoleSettings]:
-        unknown = sorted(set(v) - set(ROLES))
-        if unknown:
-            raise ValueError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
+        message = unknown_keys_message((k for k in v if k not in ROLES), ROLES, "")
+        if message is not None:
+            raise ValueError(message)
         return v
 
     def endpoint(self, role: str) -> Endpoint:
@@ -195,8 +196,8 @@ def _error_line(where: str, exc: ValidationError) -> ConfigError:
     first = exc.errors()[0]
     table, key, model = _table(tuple(first["loc"]))
     if first["type"] == "extra_forbidden":
-        allowed = f"; allowed: {', '.join(model.model_fields)}" if model is not None else ""
-        return ConfigError(f"{where} {table}: unknown key {key}{allowed}")
+        valid = model.model_fields if model is not None else ()
+        return ConfigError(unknown_keys_message([key], valid, f"{where} {table}") or f"{where} {table}: {key}")
     return ConfigError(f"{where} {table}: {key or 'value'}: {first['msg']}; fix that value")
 
 

@@ -9,23 +9,27 @@ revise it, and falls back to ordinary generation when the nearest exemplar is no
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .conversation import query_text
 from .domain import PolicyRule
+from .errors import ConfigError
+from .keys import check_keys
 from .rendering import clean_exemplar, revision_prompt, trim_to_tokens
 from .retrieval import Hit
 
 __all__ = [
     "AdaptParams",
+    "RENDER_PARAMS",
     "Fitted",
     "choose_adapted",
     "fit_exemplar",
     "is_degenerate",
+    "params_from_table",
     "revision_prompt",
     "unsupported_facts",
     "rerank_hits",
@@ -76,9 +80,35 @@ _COMMON_CAPITALS = {
 }
 
 
+T = TypeVar("T")
+# Keys the rendering modes read from the same params table (the adapt mode's fallback renders with it).
+RENDER_PARAMS = ("form", "exemplar_tokens")
+
+
+def params_from_table(cls: type[T], params: Mapping[str, Any], where: str, shared: Iterable[str] = ()) -> T:
+    """A mode's knobs (the dataclass `cls`) from its prompting params table: an unknown key or a value
+    of the wrong type is a one-line ConfigError; `shared` keys are accepted and left to the renderer."""
+    fields = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    check_keys(params, [*fields, *shared], where)
+    values = {}
+    for key, value in params.items():
+        if key not in fields:
+            continue
+        default = fields[key].default
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
 @dataclass(frozen=True)
 class AdaptParams:
-    """Knobs of the adapt mode, read from PromptConfig.params (unknown keys are ignored here)."""
+    """Knobs of the adapt mode, read from PromptConfig.params; unknown keys are errors."""
 
     min_score: float = 0.6  # retrieval cosine of the nearest scenario; below it, plain generation
     revise: bool = False  # let the student rewrite the fitted exemplar (one more student call)
@@ -90,8 +120,8 @@ class AdaptParams:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> AdaptParams:
-        known = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
-        return cls(**known)
+        """Its own keys, plus the rendering keys its fallback reads from the same table."""
+        return params_from_table(cls, params, "adapt-mode params", shared=RENDER_PARAMS)
 
 
 @dataclass(frozen=True)

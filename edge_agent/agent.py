@@ -70,7 +70,7 @@ class Agent:
         self.generation = generation or GenerationConfig()
         self.pack = pack
         # Policy rules the adapt mode's fit check enforces; from the pack's domain by default.
-        self.rules = list(rules) if rules is not None else _pack_rules(pack)
+        self.rules = list(rules) if rules is not None else (pack.rules if pack is not None else [])
         self._costs: dict[tuple[str, str, str], int] = {}
         if retriever is not None:
             retriever.cost = self._guidance_cost
@@ -118,10 +118,11 @@ class Agent:
             student, gen_defaults = student_for(
                 model, chat_template=chat_template, n_ctx=n_ctx, runtime=runtime,
                 system_prompt=loaded.system_prompt if warm_prefix else None, cache_dir=home_dir() / "kvcache")
-        gen = GenerationConfig().merged(**gen_defaults).merged(**dict(settings.generation)).merged(
+        # The pack's generation table overrides the model's defaults only for the keys it gives.
+        gen = GenerationConfig().merged(**gen_defaults).merged(**settings.table("generation")).merged(
             **dict(generation or {}))
-        rcfg = RetrievalConfig.from_mapping({**dict(settings.retrieval), **dict(retrieval or {})})
-        pcfg = PromptConfig.from_mapping({**dict(settings.prompting), **dict(prompting or {})})
+        rcfg = settings.retrieval.merged(**dict(retrieval or {}))
+        pcfg = PromptConfig.from_mapping({**settings.table("prompting"), **dict(prompting or {})})
         retriever = Retriever(embedder_future.result(), loaded.index, loaded.strategies, loaded.vectors, rcfg)
         return cls(student, system_prompt=loaded.system_prompt, retriever=retriever, retrieval=rcfg,
                    prompting=pcfg, generation=gen, pack=loaded)
@@ -203,9 +204,3 @@ class Agent:
             raise RuntimeError("stream ended without a reply")
         return stream.reply
 
-
-def _pack_rules(pack: Pack | None) -> list[PolicyRule]:
-    if pack is None:
-        return []
-    rules = pack.manifest.get("domain", {}).get("rules", [])
-    return [PolicyRule(**r) for r in rules if isinstance(r, dict)]

@@ -71,6 +71,26 @@ class GenerationConfig:
     stop: tuple[str, ...] = ()
     seed: int = 0
 
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "GenerationConfig":
+        """A checked [generation] table: unknown keys and values of the wrong type are errors."""
+        from .keys import check_keys
+
+        check_keys(data, cls.__dataclass_fields__, "generation settings")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            default = cls.__dataclass_fields__[key].default
+            if key == "stop":
+                if not isinstance(value, (list, tuple)) or not all(isinstance(s, str) for s in value):
+                    raise ConfigError(f"generation setting stop must be a list of strings, got {value!r}")
+                value = tuple(value)
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    isinstance(default, int) and not isinstance(value, int)):
+                want = "a whole number" if isinstance(default, int) else "a number"
+                raise ConfigError(f"generation setting {key} must be {want}, got {value!r} (e.g. {key} = {default})")
+            values[key] = value
+        return cls(**values)
+
     def merged(self, **overrides: Any) -> "GenerationConfig":
         values = {k: v for k, v in overrides.items() if v is not None}
         if "stop" in values:

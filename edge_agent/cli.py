@@ -245,10 +245,10 @@ def retrieve(text: str, pack_path: Path | None, top_k: int | None, threshold: fl
     """
     from .bundle import resolve_pack
     from .pack import load_pack
-    from .retrieval import RetrievalConfig, Retriever
+    from .retrieval import Retriever
 
     pack = load_pack(resolve_pack(pack_path) or default_pack())
-    cfg = RetrievalConfig.from_mapping(dict(pack.settings.retrieval)).merged(
+    cfg = pack.settings.retrieval.merged(
         top_k=top_k, threshold=threshold, budget_tokens=10**9)
     embedder = pack.open_embedder(threads=runtime_config().embed_threads)
     found = Retriever(embedder, pack.index, pack.strategies, pack.vectors, cfg).search_text(text)
@@ -328,23 +328,23 @@ def pack_inspect(path: Path | None, as_json: bool) -> None:
     loaded = load_pack(resolve_pack(path) or default_pack())
     m = loaded.manifest
     if as_json:
-        click.echo(json.dumps(m, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
         return
     click.echo(f"pack        {loaded.path}")
     click.echo(f"format      {m['format']} v{m['format_version']}")
-    click.echo(f"domain      {m.get('domain', {}).get('name', '-')}  ({m.get('domain', {}).get('company', '')})")
-    digest = m.get("domain", {}).get("digest")
+    click.echo(f"domain      {m.domain.get('name', '-')}  ({m.company})")
+    digest = m.domain.get("digest")
     if isinstance(digest, dict):  # the student sees this short policy; the full one is kept beside it
         who = f", reviewed by {digest['reviewed_by']}" if digest.get("reviewed_by") else ""
         chars, status = len(str(digest.get("text", ""))), digest.get("status", "?")
         click.echo(f"policy      digest of {chars} characters ({status}{who}) "
-                   f"for a {len(str(m['domain'].get('policy', '')))}-character policy")
-    click.echo(f"strategies  {m['counts']['strategies']}  (approved {m['counts'].get('approved', '?')})")
-    click.echo(f"embedder    {m['embedder'].get('id')}  dim {m['embedder'].get('dim')}  "
-               f"{m['embedder'].get('quantization', '')}")
-    click.echo(f"index       {m.get('index', {}).get('kind')}")
-    click.echo(f"settings    {json.dumps(m.get('settings', {}))}")
-    for rel, entry in sorted(m["files"].items()):
+                   f"for a {len(str(m.domain.get('policy', '')))}-character policy")
+    click.echo(f"strategies  {m.counts['strategies']}  (approved {m.counts.get('approved', '?')})")
+    click.echo(f"embedder    {m.embedder.get('id')}  dim {m.embedder.get('dim')}  "
+               f"{m.embedder.get('quantization', '')}")
+    click.echo(f"index       {m.index.get('kind')}")
+    click.echo(f"settings    {json.dumps(m.to_json().get('settings', {}))}")
+    for rel, entry in sorted(m.files.items()):
         click.echo(f"  {entry['bytes']:>10}  {entry['sha256'][:16]}  {rel}")
 
 

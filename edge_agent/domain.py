@@ -11,10 +11,14 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .errors import ConfigError
 from .facts import FactSpec, load_fact_source, parse_fact_specs
+from .keys import check_keys
+
+if TYPE_CHECKING:
+    from .manifest import PackSettings
 
 __all__ = ["Domain", "PolicyRule", "Intent", "load_domain", "parse_domain", "persona_grid"]
 
@@ -97,6 +101,11 @@ class Domain:
             raise ConfigError(f"{self.source} [fact_source]: data file {data} not found next to the domain file")
         return {f"facts/{path.name}": path}
 
+    @property
+    def pack_settings(self) -> PackSettings:
+        """The retrieval, prompting and generation settings a pack built from this domain carries."""
+        return _pack_settings(self.settings, self.source)
+
     def system_prompt(self, full: bool = False) -> str:
         """The agent's system prompt: role, goal and policy. Stable text, first in every prompt.
 
@@ -133,10 +142,11 @@ class Domain:
         return out
 
 
-def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+def _pack_settings(settings: Mapping[str, Any], source: str) -> PackSettings:
+    from .manifest import SETTINGS_TABLES, PackSettings
+
+    return PackSettings.from_tables({k: v for k, v in settings.items() if k in SETTINGS_TABLES},
+                                    lambda name: f"{source} [{name}]", source)
 
 
 def _need_str(where: str, data: Mapping[str, Any], key: str) -> str:
@@ -166,15 +176,15 @@ def _digest_fields(source: str, pol: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
-    _check_keys(source, data, _TOP)
+    check_keys(data, _TOP, source)
     dom = data.get("domain")
     if not isinstance(dom, dict):
         raise ConfigError(f"{source}: missing [domain] table with name, company and agent_role")
-    _check_keys(f"{source} [domain]", dom, _DOMAIN)
+    check_keys(dom, _DOMAIN, f"{source} [domain]")
     pol = data.get("policy")
     if not isinstance(pol, dict):
         raise ConfigError(f"{source}: missing [policy] table with the policy text")
-    _check_keys(f"{source} [policy]", pol, _POLICY)
+    check_keys(pol, _POLICY, f"{source} [policy]")
     for key in ("intents", "rules"):
         items = data.get(key, [])
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
@@ -185,14 +195,14 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
     intents = []
     for i, item in enumerate(data.get("intents", [])):
         where = f"{source} [[intents]] #{i + 1}"
-        _check_keys(where, item, _INTENT)
+        check_keys(item, _INTENT, where)
         intents.append(Intent(id=_need_str(where, item, "id"), description=_need_str(where, item, "description"),
                               customer_goal=_opt_str(where, item, "customer_goal"),
                               opening=_opt_str(where, item, "opening")))
     rules = []
     for i, item in enumerate(data.get("rules", [])):
         where = f"{source} [[rules]] #{i + 1}"
-        _check_keys(where, item, _RULE)
+        check_keys(item, _RULE, where)
         kind = _need_str(where, item, "kind")
         if kind not in RULE_KINDS:
             raise ConfigError(f"{where}: kind {kind!r} is not one of {', '.join(RULE_KINDS)}")
@@ -217,6 +227,7 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
     if not isinstance(personas, dict) or any(not isinstance(v, list) or not v for v in personas.values()):
         raise ConfigError(f"{source} [personas]: each persona dimension must be a non-empty list")
     settings = {k: dict(data[k]) for k in ("retrieval", "prompting", "generation", *_BUILD_TABLES) if k in data}
+    _pack_settings(settings, source)  # a bad setting fails when the domain loads, not at chat time
     facts = parse_fact_specs(data.get("facts", []), source)
     fact_source = data.get("fact_source", {})
     if not isinstance(fact_source, dict):
@@ -226,7 +237,7 @@ def parse_domain(data: Mapping[str, Any], source: str = "<domain>") -> Domain:
     replies = data.get("replies", {})
     if not isinstance(replies, dict):
         raise ConfigError(f"{source}: 'replies' must be a table ([replies])")
-    _check_keys(f"{source} [replies]", replies, _REPLIES)
+    check_keys(replies, _REPLIES, f"{source} [replies]")
     for key, value in replies.items():
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{source} [replies]: '{key}' must be a non-empty reply text")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .keys import check_keys
 
 __all__ = [
     "Condition",
@@ -135,11 +136,7 @@ def parse_fact_specs(items: Any, source: str = "<domain>") -> tuple[FactSpec, ..
         where = f"{source} [[facts]] #{n}"
         if not isinstance(item, dict):
             raise ConfigError(f"{where}: must be a table with at least 'id'")
-        unknown = sorted(set(item) - _SPEC_KEYS)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(_SPEC_KEYS))}"
-            )
+        check_keys(item, _SPEC_KEYS, where)
         fid = item.get("id")
         if not isinstance(fid, str) or not _NAME.match(fid):
             raise ConfigError(f"{where}: 'id' must be a lowercase name like identity_verified")
@@ -358,12 +355,7 @@ def load_fact_source(config: Mapping[str, Any] | None, base: Path | None = None)
     optionally `data` (a file path, relative to `base`)."""
     if not config:
         return None
-    allowed = {"python", "command", "data", "timeout_s"}
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"[fact_source]: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}"
-        )
+    check_keys(config, ("python", "command", "data", "timeout_s"), "[fact_source]")
     data = None
     if config.get("data"):
         data = Path(str(config["data"]))

@@ -2,8 +2,9 @@
 
 A pack is a directory holding `manifest.json`, `strategies.jsonl` (row i = vector i),
 `vectors.npy` (float32, L2-normalised, the source of truth), `index.faiss` (a rebuildable
-accelerator) and `embedder/` (ONNX model + tokenizer). Loading checks everything and raises
-`PackError` with one line naming the failed field and the fix. Nothing here is ever pickled.
+accelerator) and `embedder/` (ONNX model + tokenizer). Loading checks everything, the settings
+included (`edge_agent.manifest`), and raises `PackError` with one line naming the failed field and
+the fix. Nothing here is ever pickled.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,17 +21,20 @@ import numpy as np
 
 from . import __version__
 from .conversation import parse_transcript, query_text, request_of
+from .domain import PolicyRule
 from .embedder import EMBEDDER_CONFIG, Embedder, HashEmbedder, OnnxEmbedder
-from .errors import PackError
+from .errors import ConfigError, PackError
 from .files import is_lfs_pointer, sha256_file, write_json_atomic
 from .index import FAISS_MIN_ROWS, ExactIndex, FaissIndex, VectorIndex, build_faiss, faiss_header
 from .library import Strategy, parse_strategy_line, text_lines
+from .manifest import Manifest, PackSettings
 from .outdir import check_destination, install_dir
 from .rendering import clean_exemplar
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "Manifest",
     "Pack",
     "PackSettings",
     "load_pack",
@@ -56,28 +60,12 @@ EMBEDDER_DIR = "embedder"
 REBUILD_HINT = "rebuild it with: edge-agent pack build"
 
 
-@dataclass(frozen=True)
-class PackSettings:
-    """Run-time choices stored in the manifest: retrieval, prompt rendering and decoding."""
-
-    retrieval: Mapping[str, Any] = field(default_factory=dict)
-    prompting: Mapping[str, Any] = field(default_factory=dict)
-    generation: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "retrieval": dict(self.retrieval),
-            "prompting": dict(self.prompting),
-            "generation": dict(self.generation),
-        }
-
-
 @dataclass
 class Pack:
     """A loaded, validated pack."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     strategies: list[Strategy]
     vectors: np.ndarray
     index: VectorIndex
@@ -89,16 +77,20 @@ class Pack:
 
     @property
     def system_prompt(self) -> str:
-        return str(self.manifest.get("domain", {}).get("system_prompt", ""))
+        return self.manifest.system_prompt
 
     @property
     def settings(self) -> PackSettings:
-        s = self.manifest.get("settings", {})
-        return PackSettings(s.get("retrieval", {}), s.get("prompting", {}), s.get("generation", {}))
+        return self.manifest.settings
+
+    @property
+    def rules(self) -> list[PolicyRule]:
+        """The policy rules the pack was built with."""
+        return self.manifest.rules
 
     @property
     def embedder_info(self) -> dict[str, Any]:
-        return dict(self.manifest["embedder"])
+        return dict(self.manifest.embedder)
 
     def open_embedder(self, threads: int | None = None) -> Embedder:
         """The embedder this pack was built with (the only one whose queries match its vectors)."""
@@ -213,6 +205,14 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
+def _typed_manifest(root: Path, raw: Mapping[str, Any]) -> Manifest:
+    """The manifest with its settings checked: a bad one fails here, not at chat time."""
+    try:
+        return Manifest(raw)
+    except ConfigError as exc:
+        raise _fail(f"pack {root}: {exc}; fix it in {MANIFEST} or {REBUILD_HINT}") from None
+
+
 def _read_vectors(root: Path, expected_rows: int, dim: int) -> np.ndarray:
     try:
         vectors = np.load(root / VECTORS, allow_pickle=False)
@@ -247,8 +247,8 @@ def load_pack(
     search is as fast below that); the index file is validated either way.
     """
     root = Path(path)
-    manifest = _read_manifest(root)
-    files: Mapping[str, Any] = manifest["files"]
+    manifest = _typed_manifest(root, _read_manifest(root))
+    files: Mapping[str, Any] = manifest.files
     for rel in (STRATEGIES, VECTORS):
         if rel not in files:
             raise _fail(f"pack {root}: manifest.files lacks '{rel}'; {REBUILD_HINT}")
@@ -444,12 +444,12 @@ def build_pack(
                                                  if approved_only else " (none left once rejected ones are "
                                                  "dropped); add or approve strategies in the library"))
     settings = settings or PackSettings()
-    query_turns = int(settings.retrieval.get("query_turns", 3))
+    query_turns = settings.retrieval.query_turns
     texts = [index_text(s, query_turns) for s in items]
     cached: dict[str, np.ndarray] = {}
     turn_cache: dict[str, np.ndarray] = {}
     same_embedder = reuse is not None and reuse.embedder_info.get("id") == getattr(embedder, "id", None)
-    if reuse is not None and same_embedder and int(reuse.settings.retrieval.get("query_turns", 3)) == query_turns:
+    if reuse is not None and same_embedder and reuse.settings.retrieval.query_turns == query_turns:
         for s, row in zip(reuse.strategies, reuse.vectors):
             cached[index_text(s, query_turns)] = row
     if reuse is not None and same_embedder and reuse.turn_vectors is not None:
@@ -513,6 +513,10 @@ def update_settings(
     for key, value in (("retrieval", retrieval), ("prompting", prompting), ("generation", generation)):
         if value is not None:
             settings[key] = dict(value)
+    try:
+        PackSettings.from_tables(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"pack {root}: new settings: {exc}") from None
     manifest["settings"] = settings
     if tuning is not None:
         manifest["tuning"] = dict(tuning)

@@ -1,30 +1,33 @@
-"""`edge-agent pack build` and `pack verify` as library calls: lint-gated builds, and a verify that
-loads what `chat` loads.
+"""The one way to make a pack (`make_pack`: pick by status, lint, embed, write), `pack build` on top
+of it, and a `pack verify` that loads what `chat` loads.
 
-A build lints the library (rules by pattern and, with the embedder, by their examples' meaning),
-then embeds and writes the pack; it also reports how much of the student's context window the
-system prompt takes. Verify checks every file and hash, opens the bundled embedder and embeds one
-text, and lists manifest fields this version does not know (see docs/hardening.md for the rule).
+`pack build`, `pack rebuild` and the distill run all call `make_pack` with a `PackSource` (the
+domain's manifest block, settings, rules and facts, or an old pack's). `pack build` also reports
+how much of the student's context window the system prompt takes. Verify checks every file, hash
+and setting, opens the bundled embedder and embeds one text, and lists manifest fields this version
+does not know (see docs/hardening.md for the rule).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from .domain import Domain, load_domain
-from .embedder import OnnxEmbedder
+from .domain import Domain, PolicyRule, load_domain
+from .embedder import Embedder, OnnxEmbedder
 from .errors import ConfigError, ModelError, PackError
-from .library import read_library
-from .lint import fact_flags, gate, lint_strategies
-from .pack import BuildReport, PackSettings, build_pack, load_pack, repair_index
+from .facts import FactSpec, specs_from_manifest
+from .library import Strategy, read_library
+from .lint import Flag, blocking, fact_flags, gate, lint_strategies
+from .pack import BuildReport, Pack, PackSettings, build_pack, load_pack, repair_index
 
-__all__ = ["KNOWN_MANIFEST_FIELDS", "MAX_PROMPT_SHARE", "PromptShare", "VerifyReport", "build_from_files",
-           "prompt_share", "verify_pack"]
+__all__ = ["KNOWN_MANIFEST_FIELDS", "MAX_PROMPT_SHARE", "OnFlags", "PackSource", "PackResult", "PromptShare",
+           "VerifyReport", "build_from_files", "make_pack", "prompt_share", "select_for_pack", "verify_pack"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,84 @@ def prompt_share(system_prompt: str, model: str | None = None) -> PromptShare:
 
 
 @dataclass(frozen=True)
+class PackSource:
+    """What a pack carries besides its strategies: the manifest's domain block, the settings, the
+    policy rules and facts that lint checks, and the fact source's data files (name in pack -> file)."""
+
+    domain: Mapping[str, Any]
+    settings: PackSettings
+    rules: Sequence[PolicyRule] = ()
+    facts: Sequence[FactSpec] = ()
+    data_files: Mapping[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def from_domain(cls, domain: Domain) -> PackSource:
+        return cls(domain.to_manifest(), domain.pack_settings, tuple(domain.rules), tuple(domain.facts),
+                   domain.data_files())
+
+    @classmethod
+    def from_pack(cls, pack: Pack) -> PackSource:
+        """An old pack's own domain block, settings, rules, facts and data files (a rebuild without --domain)."""
+        block = pack.manifest.domain
+        return cls(dict(block), pack.settings, tuple(pack.rules), tuple(specs_from_manifest(block)),
+                   {rel: pack.path / rel for rel in pack.manifest.data_files()})
+
+
+# What make_pack does with strategies lint flags: refuse to build, build anyway, or leave them out.
+OnFlags = Literal["refuse", "allow", "leave_out"]
+
+
+@dataclass(frozen=True)
+class PackResult:
+    report: BuildReport | None  # None only with on_flags="leave_out" when nothing was left to pack
+    flags: list[Flag]  # every lint flag on the strategies considered
+    left_out: list[str]  # ids left out for blocking flags (on_flags="leave_out")
+    dropped_rejected: int
+    dropped_pending: int
+
+
+def select_for_pack(strategies: Sequence[Strategy], approved_only: bool) -> tuple[list[Strategy], int, int]:
+    """(strategies to pack, rejected dropped, pending dropped): rejected never ship, pending ship
+    unless `approved_only`."""
+    rejected = sum(s.status == "rejected" for s in strategies)
+    kept = [s for s in strategies if s.status != "rejected"]
+    pending = sum(s.status == "pending" for s in kept) if approved_only else 0
+    if approved_only:
+        kept = [s for s in kept if s.status == "approved"]
+    return kept, rejected, pending
+
+
+def make_pack(out: Path, strategies: Sequence[Strategy], embedder: Embedder, source: PackSource, *,
+              embedder_dir: Path | None, approved_only: bool = False, on_flags: OnFlags = "refuse",
+              lint_embedder: Embedder | None = None, build: Mapping[str, Any] | None = None,
+              reuse: Pack | None = None, force: bool = False) -> PackResult:
+    """Select by status, lint (rules by pattern, by meaning with `lint_embedder`, and facts), then
+    embed (reusing `reuse`'s vectors where unchanged) and write the pack to `out`."""
+    items, rejected, pending = select_for_pack(strategies, approved_only)
+    if not items and on_flags != "leave_out":
+        raise ConfigError("no strategies to pack (" + ("none approved; approve some with: edge-agent library "
+                          "review LIBRARY, or drop --approved-only" if approved_only else "none left once rejected "
+                          "ones are dropped; add or approve strategies in the library") + ")")
+    flags = lint_strategies(items, list(source.rules), embedder=lint_embedder) + fact_flags(items, source.facts)
+    left_out: list[str] = []
+    if on_flags == "leave_out":
+        left_out = sorted({f.strategy_id for f in blocking(flags)})
+        if left_out:
+            log.warning("lint flagged %d strategies (%s); they are in the library but not in the pack: review "
+                        "them with edge-agent library lint, then edge-agent pack rebuild", len(left_out),
+                        ", ".join(left_out[:5]))
+        items = [s for s in items if s.id not in set(left_out)]
+        if not items:
+            return PackResult(None, flags, left_out, rejected, pending)
+    else:
+        gate(flags, allow=on_flags == "allow")
+    report = build_pack(out, items, embedder, embedder_dir=embedder_dir, domain=source.domain,
+                        settings=source.settings, build=build, reuse=reuse, force=force,
+                        data_files=source.data_files)
+    return PackResult(report, flags, left_out, rejected, pending)
+
+
+@dataclass(frozen=True)
 class BuildOutcome:
     report: BuildReport
     warnings: list[str] = field(default_factory=list)
@@ -95,13 +176,12 @@ def build_from_files(library: Path, domain: Path, out: Path, embedder_dir: Path,
                          "(needs the distill extra) or pass --embedder DIR")
     strategies = read_library(library)
     embedder = OnnxEmbedder(embedder_dir)
-    gate(lint_strategies(strategies, list(dom.rules), embedder=embedder) + fact_flags(strategies, dom.facts),
-         allow=allow_lint_flags)
-    settings = PackSettings(retrieval=dom.settings.get("retrieval", {}), prompting=dom.settings.get("prompting", {}),
-                            generation=dom.settings.get("generation", {}))
-    report = build_pack(out, strategies, embedder, embedder_dir=embedder_dir, domain=dom.to_manifest(),
-                        settings=settings, build={"library": library.name, "domain": dom.name},
-                        approved_only=approved_only, force=force, data_files=dom.data_files())
+    result = make_pack(out, strategies, embedder, PackSource.from_domain(dom), embedder_dir=embedder_dir,
+                       approved_only=approved_only, on_flags="allow" if allow_lint_flags else "refuse",
+                       lint_embedder=embedder, build={"library": library.name, "domain": dom.name}, force=force)
+    report = result.report
+    if report is None:  # only on_flags="leave_out" writes no pack
+        raise PackError(f"no pack written to {out}")
     share = prompt_share(dom.system_prompt(), model)
     warning = share.warning()
     return BuildOutcome(report, [*digest_warnings(dom), *([warning] if warning else [])], share)

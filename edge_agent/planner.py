@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .adapt import AdaptParams, context_text, fit_exemplar
+from .adapt import AdaptParams, context_text, fit_exemplar, params_from_table
 from .conversation import request_of
 from .domain import PolicyRule
 from .errors import ConfigError
@@ -67,26 +67,7 @@ class PlannerParams:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PlannerParams:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown grounded-mode parameter(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
-            )
-        values = {}
-        for key, value in params.items():
-            default = cls.__dataclass_fields__[key].default
-            if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ConfigError(f"grounded-mode parameter {key} must be true or false, got {value!r}")
-            elif isinstance(default, (int, float)) and (
-                isinstance(value, bool) or not isinstance(value, (int, float))
-            ):
-                raise ConfigError(f"grounded-mode parameter {key} must be a number, got {value!r}")
-            elif isinstance(default, str) and not isinstance(value, str):
-                raise ConfigError(f"grounded-mode parameter {key} must be a string, got {value!r}")
-            values[key] = value
-        return cls(**values)
+        return params_from_table(cls, params, "grounded-mode params")
 
 
 @dataclass(frozen=True)

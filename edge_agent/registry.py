@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import ConfigError, ModelError
 from .files import home_dir, write_bytes_atomic
+from .keys import check_keys
 
 __all__ = [
     "DEFAULT_N_CTX",
@@ -98,10 +99,7 @@ def _bad(where: str, msg: str, user: bool) -> Exception:
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, user: bool) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        allowed_keys = ", ".join(sorted(allowed))
-        raise _bad(where, f"unknown key(s) {', '.join(unknown)} (allowed: {allowed_keys})", user)
+    check_keys(table, allowed, error=lambda message: _bad(where, message, user))
 
 
 def _typed(table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str, user: bool) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .conversation import parse_transcript
 from .errors import ConfigError
+from .keys import check_keys
 from .library import Strategy
 from .prompting import (
     GUIDANCE_CLOSE,
@@ -116,10 +117,10 @@ class PromptConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "PromptConfig":
-        unknown = sorted(set(data) - {"mode", "params"})
-        if unknown:
-            raise ConfigError(f"unknown prompting setting(s) {', '.join(unknown)}; valid: mode, params")
-        mode = str(data.get("mode", cls.mode))
+        check_keys(data, ("mode", "params"), "prompting settings")
+        mode = data.get("mode", cls.mode)
+        if not isinstance(mode, str):
+            raise ConfigError(f"prompting mode must be a name such as 'compact', got {mode!r}")
         check_mode(mode)
         params = data.get("params", {})
         if not isinstance(params, Mapping):

@@ -17,6 +17,7 @@ from .conversation import query_text
 from .embedder import Embedder
 from .errors import ConfigError
 from .index import VectorIndex
+from .keys import check_keys
 from .library import Strategy
 
 __all__ = ["Hit", "RetrievalConfig", "Retrieval", "Retriever", "select_hits", "approx_tokens"]
@@ -50,10 +51,7 @@ class RetrievalConfig:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "RetrievalConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown retrieval setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        check_keys(data, cls.__dataclass_fields__, "retrieval settings")
         values = {k: _number(k, v, cls.__dataclass_fields__[k].type) for k, v in data.items()}
         cfg = cls(**values)
         if cfg.top_k < 0 or cfg.budget_tokens < 0 or cfg.candidates < 1:
@@ -73,8 +71,8 @@ def _number(key: str, value: Any, kind: Any) -> Any:
     ok = isinstance(value, int) if integral else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok or (not integral and not math.isfinite(value)):
         want = "a whole number" if integral else "a finite number"
-        raise ConfigError(f"retrieval setting {key} must be {want}, got {value!r}; e.g. --set {key}="
-                          f"{RetrievalConfig.__dataclass_fields__[key].default}")
+        raise ConfigError(f"retrieval setting {key} must be {want}, got {value!r} (e.g. {key} = "
+                          f"{RetrievalConfig.__dataclass_fields__[key].default})")
     return value
 
 

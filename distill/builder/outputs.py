@@ -8,7 +8,6 @@ where cached answers came from, and usage and cost per model.
 
 from __future__ import annotations
 
-import logging
 import statistics
 import time
 from pathlib import Path
@@ -18,13 +17,10 @@ import numpy as np
 
 from edge_agent.files import write_json_atomic
 from edge_agent.library import write_library
-from edge_agent.lint import blocking, lint_strategies
-from edge_agent.pack import build_pack
+from edge_agent.packbuild import PackSource, make_pack
 
 from ..lifecycle.quality import quality_summary
 from .state import State, library_from
-
-log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .rundir import Build
@@ -64,20 +60,14 @@ def write_outputs(b: Build, state: State, *, status: str, reason: str,
     # Rejected entries stay in the file (status rejected, reasons in provenance) for the record;
     # they never reach the pack.
     write_library(lib_dir / "library.jsonl", [*library, *built.rejected])
-    pack_path = None
-    # The same rule as `pack build` and `pack rebuild`: rejected never ship (build_pack drops them) and
-    # lint-flagged strategies stay out of the pack; the library keeps them all, for review.
-    flagged = sorted({f.strategy_id for f in blocking(lint_strategies(library, list(b.domain.rules)))})
-    shipped = [s for s in library if s.id not in set(flagged)]
-    if flagged:
-        log.warning("lint flagged %d strategies (%s); they are in the library but not in the pack: review them "
-                    "with edge-agent library lint, then edge-agent pack rebuild", len(flagged), ", ".join(flagged[:5]))
-    if any(s.status != "rejected" for s in shipped):
-        report = build_pack(b.run_dir / "pack", shipped, b.embedder, embedder_dir=b.embedder_dir,
-                            domain=b.domain.to_manifest(), settings=b.pack_settings, data_files=b.domain.data_files(),
-                            build={"run_id": b.run_id, "teacher": b.caller.endpoints["teacher"].model,
-                                   "student": b.student_model, "builder": "edge-agent distill"})
-        pack_path = str(report.path)
+    # The same path as `pack build` and `pack rebuild`, except that lint-flagged strategies are left out
+    # of the pack with a warning instead of failing the run; the library keeps them all, for review.
+    packed = make_pack(b.run_dir / "pack", library, b.embedder, PackSource.from_domain(b.domain),
+                       embedder_dir=b.embedder_dir, on_flags="leave_out",
+                       build={"run_id": b.run_id, "teacher": b.caller.endpoints["teacher"].model,
+                              "student": b.student_model, "builder": "edge-agent distill"})
+    flagged = packed.left_out
+    pack_path = str(packed.report.path) if packed.report is not None else None
     meter = b.caller.meter
     summary = {
         "run_id": b.run_id, "status": status, "reason": reason,

@@ -208,9 +208,7 @@ def open_build(run_dir: Path, *, backends: Mapping[str, ChatBackend] | None = No
     emb_dir: Path | None = None
     if embedder is None:
         embedder, emb_dir = _embedder(str(config["embedder"]))
-    pack_settings = PackSettings(retrieval=domain.settings.get("retrieval", {}),
-                                 prompting=domain.settings.get("prompting", {}),
-                                 generation=domain.settings.get("generation", {}))
+    pack_settings = domain.pack_settings
     build = Build(run_dir=run_dir, run_id=run_id, domain=domain, settings=settings, caller=None,  # type: ignore[arg-type]
                   student=StudentRunner(student, domain.system_prompt(), embedder, settings=pack_settings,
                                         cache=cache, run_id=run_id, max_tokens=settings.loop.student_max_tokens,

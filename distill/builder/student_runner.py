@@ -18,8 +18,8 @@ from edge_agent.embedder import Embedder
 from edge_agent.index import ExactIndex
 from edge_agent.library import Strategy
 from edge_agent.pack import PackSettings, index_text
-from edge_agent.rendering import PromptConfig, render_prompt
-from edge_agent.retrieval import Hit, RetrievalConfig, Retriever
+from edge_agent.rendering import render_prompt
+from edge_agent.retrieval import Hit, Retriever
 
 from ..roles.cache import CachedCalls, CallCache, generation_params, request_key
 
@@ -41,9 +41,9 @@ class StudentRunner:
         self.backend = backend
         self.system_prompt = system_prompt
         self.embedder = embedder
-        self.retrieval = RetrievalConfig.from_mapping(dict(settings.retrieval))
-        self.prompting = PromptConfig.from_mapping(dict(settings.prompting))
-        self.generation = GenerationConfig(**{**dict(settings.generation), "max_tokens": max_tokens,
+        self.retrieval = settings.retrieval
+        self.prompting = settings.prompting
+        self.generation = GenerationConfig(**{**settings.table("generation"), "max_tokens": max_tokens,
                                               "temperature": 0.0})
         self.cache = cache
         self.run_id = run_id

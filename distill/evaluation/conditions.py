@@ -145,7 +145,7 @@ def build_responders(conditions: Sequence[Condition], *, system_prompt: str, pac
     if len(set(names)) != len(names):
         raise ConfigError(f"condition names must be unique, got {', '.join(names)}; name them NAME=KIND")
     load = load_student or default_student_loader()
-    settings = dict(pack.settings.generation) if pack is not None else dict(domain_generation or {})
+    settings = pack.settings.table("generation") if pack is not None else dict(domain_generation or {})
     out: dict[str, Any] = {}
     for cond in conditions:
         if cond.kind == "teacher":

@@ -17,9 +17,9 @@ from edge_agent.errors import ConfigError
 from edge_agent.index import ExactIndex
 from edge_agent.library import Strategy
 from edge_agent.pack import Pack, PackSettings, index_text, load_pack
-from edge_agent.retrieval import RetrievalConfig, Retriever
+from edge_agent.retrieval import Retriever
 
-from .rebuild import domain_data_files, domain_parts, open_embedder, rebuild_pack
+from .rebuild import open_embedder, pack_source, rebuild_pack
 from .store import Library, is_pack_dir, open_library
 
 __all__ = ["pack_export_command", "pack_rebuild_command", "retrieve_hits"]
@@ -36,9 +36,8 @@ def retrieve_hits(lib: Library, query: str, top_k: int, threshold: float | None,
             raise ConfigError("searching a library file by retrieval needs --embedder (an exported ONNX "
                               "directory or hash:DIM); or search a pack")
         embedder, _ = open_embedder(embedder_spec, None, default_embedder_dir())
-        turns = int(settings.retrieval.get("query_turns", 3))
-        vectors = embedder.embed([index_text(s, turns) for s in lib.strategies])
-    base = RetrievalConfig.from_mapping(dict(settings.retrieval))
+        vectors = embedder.embed([index_text(s, settings.retrieval.query_turns) for s in lib.strategies])
+    base = settings.retrieval
     cfg = base.merged(top_k=top_k, threshold=threshold, budget_tokens=10**9,
                       candidates=max(top_k, base.candidates))
     found = Retriever(embedder, ExactIndex(vectors), lib.strategies, vectors, cfg).search_text(query)
@@ -88,14 +87,12 @@ def pack_rebuild_command(old_path: Path | None, library: Path | None, out: Path 
     if domain is None and old is None and not as_json:
         click.secho(f"note: no --domain and no previous pack, so the demo domain ({dom.company}) gives the system "  # type: ignore[union-attr]
                     "prompt, rules and settings; pass --domain DOMAIN.toml for your own desk", fg="yellow", err=True)
-    block, settings, rules = domain_parts(dom, old)
-    data_files = domain_data_files(dom, old)
+    source = pack_source(dom, old)
     emb, emb_dir = open_embedder(embedder, old, default_embedder_dir())
     result = rebuild_pack(
-        out or old_root, strategies, emb, embedder_dir=emb_dir, domain=block, settings=settings, rules=rules,
-        reuse=None if full else old, approved_only=approved_only, allow_lint_flags=allow_lint_flags, force=force,
-        data_files=data_files, facts=list(dom.facts) if dom is not None else None,
-        build={"library": library.name if library else "previous pack", "domain": block.get("name", "")},
+        out or old_root, strategies, emb, source, embedder_dir=emb_dir, reuse=None if full else old,
+        approved_only=approved_only, allow_lint_flags=allow_lint_flags, force=force,
+        build={"library": library.name if library else "previous pack", "domain": source.domain.get("name", "")},
     )
     if as_json:
         click.echo(json.dumps(result.to_json()))

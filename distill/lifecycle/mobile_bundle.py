@@ -115,7 +115,7 @@ def bundle_parts(pack: Pack) -> tuple[dict[str, bytes], dict[str, Any], int]:
         for p in sorted(emb_root.rglob("*")):
             if p.is_file():
                 parts[f"{EMBEDDER_DIR}/{p.relative_to(emb_root).as_posix()}"] = p.read_bytes()
-    retrieval = dict(pack.settings.retrieval)
+    retrieval = pack.settings.table("retrieval")
     manifest = {
         "format": BUNDLE_FORMAT,
         "format_version": BUNDLE_VERSION,

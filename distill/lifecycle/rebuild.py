@@ -13,16 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.domain import Domain, PolicyRule
+from edge_agent.domain import Domain
 from edge_agent.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
-from edge_agent.lint import fact_flags
-from edge_agent.pack import EMBEDDER_DIR, BuildReport, Pack, PackSettings, build_pack
+from edge_agent.pack import EMBEDDER_DIR, BuildReport, Pack
+from edge_agent.packbuild import PackSource, make_pack, select_for_pack
 
-from .lint import Flag, gate, lint_strategies, rules_from_manifest
+from .lint import Flag
 
-__all__ = ["RebuildResult", "open_embedder", "rebuild_pack", "select_for_pack"]
+__all__ = ["RebuildResult", "open_embedder", "pack_source", "rebuild_pack", "select_for_pack"]
 
 log = logging.getLogger(__name__)
 
@@ -65,73 +65,39 @@ def open_embedder(spec: str | Path | None, old: Pack | None, default_dir: Path) 
     return OnnxEmbedder(directory), directory
 
 
-def select_for_pack(strategies: Sequence[Strategy], approved_only: bool) -> tuple[list[Strategy], int, int]:
-    """(strategies to pack, rejected dropped, pending dropped)."""
-    rejected = sum(s.status == "rejected" for s in strategies)
-    kept = [s for s in strategies if s.status != "rejected"]
-    pending = sum(s.status == "pending" for s in kept) if approved_only else 0
-    if approved_only:
-        kept = [s for s in kept if s.status == "approved"]
-    return kept, rejected, pending
-
-
-def domain_parts(domain: Domain | None, old: Pack | None) -> tuple[dict[str, Any], PackSettings, list[PolicyRule]]:
-    """Manifest domain block, settings and policy rules: from the domain file, else the old pack."""
+def pack_source(domain: Domain | None, old: Pack | None) -> PackSource:
+    """Domain block, settings, rules, facts and data files: from the domain file, else the old pack."""
     if domain is not None:
-        settings = PackSettings(retrieval=domain.settings.get("retrieval", {}),
-                                prompting=domain.settings.get("prompting", {}),
-                                generation=domain.settings.get("generation", {}))
-        return domain.to_manifest(), settings, list(domain.rules)
+        return PackSource.from_domain(domain)
     if old is not None:
-        block = dict(old.manifest.get("domain", {}))
-        return block, old.settings, rules_from_manifest(block)
+        return PackSource.from_pack(old)
     raise ConfigError("no domain for a new pack; pass --domain DOMAIN.toml or --pack OLD_PACK")
-
-
-def domain_data_files(domain: Domain | None, old: Pack | None) -> dict[str, Path]:
-    """The fact-source data files the new pack carries: the domain file's, else the old pack's own."""
-    if domain is not None:
-        return domain.data_files()
-    if old is not None:
-        return {rel: old.path / rel for rel in old.manifest.get("files", {}) if str(rel).startswith("facts/")}
-    return {}
 
 
 def rebuild_pack(
     out: Path,
     strategies: Sequence[Strategy],
     embedder: Embedder,
+    source: PackSource,
     *,
     embedder_dir: Path | None,
-    domain: Mapping[str, Any],
-    settings: PackSettings,
-    rules: Sequence[PolicyRule] = (),
     reuse: Pack | None = None,
     approved_only: bool = False,
     allow_lint_flags: bool = False,
     build: Mapping[str, Any] | None = None,
     force: bool = False,
-    data_files: Mapping[str, Path] | None = None,
-    facts: Sequence[Any] | None = None,
 ) -> RebuildResult:
-    """Lint, then embed (incrementally against `reuse`) and write the pack to `out`."""
-    items, rejected, pending = select_for_pack(strategies, approved_only)
-    if not items:
-        raise ConfigError("no strategies left to pack (all rejected" + (" or pending" if approved_only else "")
-                          + "); approve some with: edge-agent library review LIBRARY")
-    if facts is None:  # the old pack's declared facts, when no domain file was given
-        from edge_agent.facts import specs_from_manifest
-
-        facts = specs_from_manifest(domain)
-    flags = lint_strategies(items, rules) + fact_flags(items, facts)
-    gate(flags, allow=allow_lint_flags)
+    """Lint, then embed (incrementally against `reuse`) and write the pack to `out` (see `make_pack`)."""
     if reuse is not None and reuse.embedder_info.get("id") != embedder.id:
         log.info("embedder changed (%s -> %s): every strategy is embedded again",
                  reuse.embedder_info.get("id"), embedder.id)
-    report = build_pack(out, items, embedder, embedder_dir=embedder_dir, domain=domain, settings=settings,
-                        build={"tool": "pack rebuild", **dict(build or {})}, reuse=reuse, force=force,
-                        data_files=data_files)
+    result = make_pack(out, strategies, embedder, source, embedder_dir=embedder_dir, approved_only=approved_only,
+                       on_flags="allow" if allow_lint_flags else "refuse",
+                       build={"tool": "pack rebuild", **dict(build or {})}, reuse=reuse, force=force)
+    report = result.report
+    if report is None:  # only on_flags="leave_out" writes no pack
+        raise ConfigError(f"no pack written to {out}")
     log.info("rebuilt %s: %d strategies, %d embedded, %d reused", out, report.strategies, report.embedded,
              report.reused)
-    return RebuildResult(report=report, embedder_id=embedder.id, dropped_rejected=rejected,
-                         dropped_pending=pending, flags=flags)
+    return RebuildResult(report=report, embedder_id=embedder.id, dropped_rejected=result.dropped_rejected,
+                         dropped_pending=result.dropped_pending, flags=result.flags)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.errors import ConfigError
+from edge_agent.keys import check_keys
 from edge_agent.library import Review, Strategy
 
 from .store import EDITABLE_FIELDS, find_strategy
@@ -102,10 +103,7 @@ def parse_decisions(data: Any, where: str) -> tuple[list[Decision], str | None]:
         if not isinstance(row, Mapping) or not isinstance(row.get("id"), str) or not isinstance(
                 row.get("decision"), str):
             raise ConfigError(f"{where}: decision #{n} needs string 'id' and 'decision' fields")
-        unknown = sorted(set(row) - _DECISION_KEYS)
-        if unknown:
-            raise ConfigError(f"{where}: decision #{n} has unknown key(s) {', '.join(unknown)}; "
-                              f"allowed: {', '.join(sorted(_DECISION_KEYS))}")
+        check_keys(row, _DECISION_KEYS, f"{where}: decision #{n}")
         edits = {k: str(row[k]) for k in EDITABLE_FIELDS if k in row}
         out.append(Decision(id=row["id"], decision=row["decision"], note=str(row.get("note", "")),
                             reviewer=row.get("reviewer"), edits=edits or None))

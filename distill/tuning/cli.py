@@ -150,7 +150,7 @@ def tune_command(
     )
     if write:
         best = result.best.candidate
-        generation = {**dict(pack.settings.generation), **dict(best.generation)}
+        generation = {**pack.settings.table("generation"), **dict(best.generation)}
         update_settings(
             pack.path,
             prompting={"mode": best.mode, "params": dict(best.params)},
@@ -186,7 +186,7 @@ def _tune_suites(pack_path: Path, model: str | None, suite_paths: tuple[Path, ..
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(2)
     pack = load_pack(pack_path)
-    base = dict(pack.settings.prompting.get("params", {})) if pack.settings.prompting.get("mode") == "grounded" else {}
+    base = dict(pack.settings.prompting.params) if pack.settings.prompting.mode == "grounded" else {}
     student = Agent.from_pack(pack, model).student  # loaded once, shared by every candidate
 
     def make_agent(params: Any) -> Any:

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_agent.agent import Agent, _pack_rules
+from edge_agent.agent import Agent
 from edge_agent.backends import GenerationConfig
 from edge_agent.domain import PolicyRule
 from edge_agent.embedder import Embedder
 from edge_agent.files import write_json_atomic
 from edge_agent.pack import Pack
-from edge_agent.retrieval import RetrievalConfig, Retriever
+from edge_agent.retrieval import Retriever
 
 from ..roles.cache import CachedChat
 from .tune import Candidate, TuneResult, format_table, make_agent_factory
@@ -57,10 +57,10 @@ def build_tuning(
     from .reference import SentenceEmbedder
 
     student, generation, name = open_student(model, cache_path)
-    generation = generation.merged(**dict(pack.settings.generation))
-    rcfg = RetrievalConfig.from_mapping(dict(pack.settings.retrieval))
+    generation = generation.merged(**pack.settings.table("generation"))
+    rcfg = pack.settings.retrieval
     retriever = Retriever(pack.open_embedder(), pack.index, pack.strategies, pack.vectors, rcfg)
-    rules = _pack_rules(pack)
+    rules = pack.rules
     factory = make_agent_factory(student, pack.system_prompt, retriever, generation, rules)
     return TuningSetup(factory, scorer or SentenceEmbedder(), rules, student, name, generation)
 

@@ -161,7 +161,7 @@ def _agent(pack_path: Path | None, model: str | None, mode: str | None, params: 
         from ..pack import load_pack
 
         pack = load_pack(pack_path or default_pack())
-        base = dict(pack.settings.prompting)
+        base = pack.settings.table("prompting")
         prompting = {
             "mode": mode or base.get("mode", "plain"),
             "params": {**dict(base.get("params", {})), **params},

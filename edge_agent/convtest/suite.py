@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..keys import check_keys
 
 __all__ = [
     "Conversation",
@@ -143,19 +144,8 @@ def _valid(where: str, key: str, value: Any, kind: str) -> Any:
     raise SuiteError(f"{where}: internal: unknown value kind {kind}")  # pragma: no cover
 
 
-def _unknown(where: str, data: Mapping[str, Any], allowed: set[str], hint: str = "") -> None:
-    extra = sorted(set(data) - allowed)
-    if extra:
-        near = _nearest(extra[0], allowed)
-        fix = f"did you mean '{near}'?" if near else f"valid keys: {', '.join(sorted(allowed))}"
-        raise SuiteError(f"{where}: unknown key '{extra[0]}'{hint}; {fix}")
-
-
-def _nearest(word: str, options: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.75)
-    return close[0] if close else ""
+def _unknown(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
+    check_keys(data, allowed, where, error=SuiteError)
 
 
 def _expectations(where: str, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -190,14 +180,14 @@ def _defaults(where: str, raw: Any, base: Mapping[str, Any]) -> dict[str, Any]:
     """`base` updated by a table of default assertions (the suite's, or one conversation's)."""
     if not isinstance(raw, dict):
         raise SuiteError(f"{where}: defaults must be a table of assertions")
-    _unknown(where, raw, set(ASSERTIONS) | set(SETTINGS), " (not an assertion kind)")
+    _unknown(where, raw, set(ASSERTIONS) | set(SETTINGS))
     return {**base, **_expectations(where, raw)}
 
 
 def _turn(where: str, item: Any, defaults: Mapping[str, Any]) -> Turn:
     if not isinstance(item, dict):
         raise SuiteError(f"{where}: a turn must be a table with 'customer'")
-    _unknown(where, item, _TURN_KEYS, " (not an assertion kind)")
+    _unknown(where, item, _TURN_KEYS)
     customer = item.get("customer")
     if not isinstance(customer, str) or not customer.strip():
         raise SuiteError(f"{where}: 'customer' must be the customer's line (a non-empty string)")
@@ -239,7 +229,7 @@ def _conversation(source: str, n: int, conv: Any, defaults: Mapping[str, Any]) -
 
 def parse_suite(data: Mapping[str, Any], source: str = "<suite>") -> Suite:
     """Validate a parsed TOML document into a Suite; raises SuiteError naming the field and the fix."""
-    _unknown(source, data, _SUITE_KEYS, " at the top level")
+    _unknown(source, data, _SUITE_KEYS)
     head = data.get("suite", {})
     if not isinstance(head, dict):
         raise SuiteError(f"{source}: [suite] must be a table with name and description")

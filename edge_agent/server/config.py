@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
+from ..keys import check_keys
 
 __all__ = ["CONFIG_ENV", "ENV_PREFIX", "ServeConfig", "is_loopback", "load_serve_config"]
 
@@ -72,10 +73,7 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix the syntax") from None
     if "serve" in data and isinstance(data["serve"], dict) and len(data) == 1:
         data = data["serve"]  # a [serve] table is accepted as well as top-level keys
-    unknown = sorted(set(data) - set(ServeConfig.model_fields))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {', '.join(unknown)} in {path}; valid keys: "
-                          f"{', '.join(ServeConfig.model_fields)}")
+    check_keys(data, ServeConfig.model_fields, f"config file {path}")
     return dict(data)
 
 

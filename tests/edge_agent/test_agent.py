@@ -60,7 +60,7 @@ def test_bad_inputs(hash_pack: Path) -> None:
     agent = Agent.from_pack(hash_pack, student=ScriptedChat([]))
     with pytest.raises(ConfigError, match="empty"):
         agent.reply([])
-    with pytest.raises(ConfigError, match="unknown retrieval setting"):
+    with pytest.raises(ConfigError, match="retrieval settings: unknown key"):
         Agent.from_pack(hash_pack, student=ScriptedChat([]), retrieval={"topk": 3})
     with pytest.raises(BackendError, match="queue is empty"):
         agent.reply([{"role": "user", "content": "hi"}])

@@ -55,4 +55,4 @@ def test_errors_are_one_line(tmp_path: Path, hash_pack: Path) -> None:
 def test_bad_override(hash_pack: Path) -> None:
     result = CliRunner().invoke(cli, ["chat", "--pack", str(hash_pack), "--model", "mock", "--set", "topk=1"],
                                 input="hi\n")
-    assert result.exit_code == 1 and "unknown retrieval setting(s) topk" in result.output
+    assert result.exit_code == 1 and "retrieval settings: unknown key 'topk' (did you mean 'top_k'?); valid keys:" in result.output

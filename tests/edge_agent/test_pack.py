@@ -34,7 +34,7 @@ def test_roundtrip(hash_pack: Path) -> None:
     assert m["format"] == "edge-agent-pack" and m["format_version"] == 1
     assert set(m["files"]) == {"strategies.jsonl", "vectors.npy", "index.faiss", "turn_vectors.npy"}
     assert pack.turn_vectors is not None and pack.turn_vectors.shape == (8, 2, 32)
-    assert pack.settings.retrieval["threshold"] == 0.2
+    assert pack.settings.retrieval.threshold == 0.2 and pack.settings.tables["retrieval"] == {"threshold": 0.2, "top_k": 2}
     first = (hash_pack / "strategies.jsonl").read_text().splitlines()[0]
     assert json.loads(first)["id"] == pack.strategies[0].id
 

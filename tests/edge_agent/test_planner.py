@@ -253,7 +253,7 @@ def test_unknown_fact_in_requires_fails_at_load() -> None:
 
 
 def test_params_reject_unknown_keys_and_bad_types() -> None:
-    with pytest.raises(ConfigError, match="unknown grounded-mode parameter"):
+    with pytest.raises(ConfigError, match="grounded-mode params: unknown key 'min_scor' \\(did you mean 'min_score'\\?\\); valid keys: "):
         PlannerParams.from_params({"min_scor": 0.3})
     with pytest.raises(ConfigError, match="generate must be true or false"):
         PlannerParams.from_params({"generate": "yes"})

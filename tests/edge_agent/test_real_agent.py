@@ -92,7 +92,7 @@ def test_query_embedding_matches_pack_vectors(demo_pack: Path) -> None:
 
     pack = load_pack(demo_pack)
     emb = pack.open_embedder()
-    qt = int(pack.settings.retrieval.get("query_turns", 3))
+    qt = pack.settings.retrieval.query_turns
     for row in (0, 7, 21):
         vec = emb.embed([index_text(pack.strategies[row], qt)])[0]
         assert float(vec @ pack.vectors[row]) > 0.9999

@@ -241,11 +241,11 @@ def test_unknown_keys_name_the_files_table(tmp_path: Path) -> None:
     bad.write_text(AIRLINE.read_text().replace("[distill]\n", "[distill]\npersonas_per_intent = 2\n"))
     with pytest.raises(ConfigError) as err:
         settings_from_domain(load_domain(bad).settings, bad.name)
-    assert "d.toml [distill]: unknown key personas_per_intent" in str(err.value)
+    assert "d.toml [distill]: unknown key 'personas_per_intent'" in str(err.value)
     assert "loop" not in str(err.value) and "max_customers" in str(err.value)
     worse = tmp_path / "e.toml"
     worse.write_text(AIRLINE.read_text() + '\n[roles.judge]\ntemprature = 0\n')
-    with pytest.raises(ConfigError, match=r"\[roles.judge\]: unknown key temprature"):
+    with pytest.raises(ConfigError, match=r"\[roles.judge\]: unknown key 'temprature' \(did you mean 'temperature'\?\)"):
         settings_from_domain(load_domain(worse).settings, worse.name)
 
 

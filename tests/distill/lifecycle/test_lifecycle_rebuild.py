@@ -14,15 +14,17 @@ from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy, read_library, write_library
 from edge_agent.pack import PackSettings, load_pack
+from edge_agent.packbuild import PackSource
 from tests.conftest import make_strategies
 
 DOMAIN = {"name": "test", "company": "Testnet", "system_prompt": "You help customers."}
 SETTINGS = PackSettings(retrieval={"threshold": 0.2, "top_k": 2})
+SOURCE = PackSource(DOMAIN, SETTINGS)
 
 
 def _build(out: Path, items: list[Strategy], emb: HashEmbedder, reuse: Path | None = None, **kw: object):
     old = load_pack(reuse, use_faiss=False) if reuse else None
-    return rebuild_pack(out, items, emb, embedder_dir=None, domain=DOMAIN, settings=SETTINGS, reuse=old, **kw)
+    return rebuild_pack(out, items, emb, SOURCE, embedder_dir=None, reuse=old, **kw)
 
 
 def _hashes(path: Path) -> dict[str, str]:
@@ -147,8 +149,8 @@ def test_onnx_incremental_rebuild_equals_full_rebuild(tmp_path: Path, onnx_embed
 
     items = read_library(demo_dir() / "library.jsonl")[:12]
     build = lambda out, lib, reuse=None: rebuild_pack(
-        tmp_path / out, lib, OnnxEmbedder(onnx_embedder_dir), embedder_dir=onnx_embedder_dir, domain=DOMAIN,
-        settings=SETTINGS, reuse=load_pack(tmp_path / reuse, use_faiss=False) if reuse else None)
+        tmp_path / out, lib, OnnxEmbedder(onnx_embedder_dir), SOURCE, embedder_dir=onnx_embedder_dir,
+        reuse=load_pack(tmp_path / reuse, use_faiss=False) if reuse else None)
     build("a", items)
     build("b", items)
     assert _hashes(tmp_path / "a") == _hashes(tmp_path / "b")
@@ -161,16 +163,17 @@ def test_onnx_incremental_rebuild_equals_full_rebuild(tmp_path: Path, onnx_embed
 
 def test_rebuild_carries_the_fact_source_data(tmp_path: Path) -> None:
     """A rebuilt pack keeps the domain's lookup data, from the domain file or from the previous pack."""
-    from distill.lifecycle.rebuild import domain_data_files
+    from distill.lifecycle.rebuild import pack_source
     from edge_agent.cli import demo_dir
     from edge_agent.domain import load_domain
 
     dom = load_domain(demo_dir() / "domain.toml")
     items = make_strategies(4)
-    first = rebuild_pack(tmp_path / "a", items, HashEmbedder(dim=32), embedder_dir=None, domain=dom.to_manifest(),
-                         settings=SETTINGS, data_files=domain_data_files(dom, None), facts=list(dom.facts))
+    first = rebuild_pack(tmp_path / "a", items, HashEmbedder(dim=32), pack_source(dom, None), embedder_dir=None)
     assert (first.report.path / "facts" / "accounts.json").is_file()
     old = load_pack(tmp_path / "a", use_faiss=False)
-    again = rebuild_pack(tmp_path / "b", items, HashEmbedder(dim=32), embedder_dir=None,
-                         domain=dict(old.manifest["domain"]), settings=old.settings, data_files=domain_data_files(None, old))
-    assert "facts/accounts.json" in load_pack(again.report.path).manifest["files"]
+    again = rebuild_pack(tmp_path / "b", items, HashEmbedder(dim=32), pack_source(None, old), embedder_dir=None)
+    assert "facts/accounts.json" in load_pack(again.report.path).manifest.files
+    # from the old pack alone, the rebuilt manifest is the old one but for the build block
+    a, b = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("a", "b"))
+    assert {k: v for k, v in a.items() if k != "build"} == {k: v for k, v in b.items() if k != "build"}

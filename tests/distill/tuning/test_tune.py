@@ -143,9 +143,9 @@ def test_update_settings_keeps_pack_valid(hash_pack: Path) -> None:
         tuning={"best": "adapt"},
     )
     pack = load_pack(hash_pack)  # hashes of listed files still verify
-    assert pack.settings.prompting == {"mode": "adapt", "params": {"min_score": 0.5}}
-    assert pack.settings.generation == {"repeat_penalty": 1.1}
-    assert pack.settings.retrieval["threshold"] == 0.2 and pack.manifest["tuning"] == {"best": "adapt"}
+    assert pack.settings.tables["prompting"] == {"mode": "adapt", "params": {"min_score": 0.5}}
+    assert pack.settings.tables["generation"] == {"repeat_penalty": 1.1}
+    assert pack.settings.retrieval.threshold == 0.2 and pack.manifest["tuning"] == {"best": "adapt"}
 
 
 @pytest.mark.parametrize(
@@ -254,7 +254,7 @@ def test_tune_command_writes_best_into_pack(
     )
     assert result.exit_code == 0, result.output
     tuned = load_pack(hash_pack)
-    assert tuned.settings.prompting == {"mode": "exemplar", "params": {}}
-    assert tuned.settings.generation["repeat_penalty"] == 1.1
+    assert tuned.settings.tables["prompting"] == {"mode": "exemplar", "params": {}}
+    assert tuned.settings.generation.repeat_penalty == 1.1
     assert json.loads(report.read_text())["best"]["name"] == "exemplar (repeat_penalty=1.1)"
     assert report.with_suffix(".txt").read_text().count("\n") == 5  # header, rule, 3 rows

@@ -32,7 +32,7 @@ def test_config_file_from_env_and_serve_table(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("prot = 1\n", "unknown key(s) prot"),
+    ("prot = 1\n", "unknown key 'prot' (did you mean 'port'?); valid keys: "),
     ("port = 'eighty'\n", "invalid setting port"),
     ("queue_size = 0\n", "invalid setting queue_size"),
     ("port = [\n", "not valid TOML"),
