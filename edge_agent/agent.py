@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from .backends import LLAMA_CPP, ChatBackend, GenerationConfig, LocalModel, Message, backend_names, make_backend
 from .domain import PolicyRule
 from .errors import ConfigError
+from .manifest import check_mode_params, prompting_for
 from .pack import Pack, load_pack
 from .prompting import MARKER_STOPS
 from .rendering import PromptConfig, render_prompt
@@ -122,7 +123,8 @@ class Agent:
         gen = GenerationConfig().merged(**gen_defaults).merged(**settings.table("generation")).merged(
             **dict(generation or {}))
         rcfg = settings.retrieval.merged(**dict(retrieval or {}))
-        pcfg = PromptConfig.from_mapping({**settings.table("prompting"), **dict(prompting or {})})
+        pcfg = PromptConfig.from_mapping(prompting_for(settings.table("prompting"), prompting))
+        check_mode_params(pcfg)  # a misspelt --param fails here, before the first turn
         retriever = Retriever(embedder_future.result(), loaded.index, loaded.strategies, loaded.vectors, rcfg)
         return cls(student, system_prompt=loaded.system_prompt, retriever=retriever, retrieval=rcfg,
                    prompting=pcfg, generation=gen, pack=loaded)

@@ -20,7 +20,7 @@ from .keys import check_keys
 from .rendering import PromptConfig
 from .retrieval import RetrievalConfig
 
-__all__ = ["SETTINGS_TABLES", "Manifest", "PackSettings", "check_mode_params"]
+__all__ = ["SETTINGS_TABLES", "Manifest", "PackSettings", "check_mode_params", "mode_param_keys", "prompting_for"]
 
 SETTINGS_TABLES = ("retrieval", "prompting", "generation")
 Table = Mapping[str, Any]
@@ -38,6 +38,37 @@ def check_mode_params(prompting: PromptConfig) -> None:
         from .adapt import AdaptParams
 
         AdaptParams.from_params(prompting.params)
+
+
+def mode_param_keys(mode: str) -> frozenset[str] | None:
+    """The params keys the adapt and grounded modes read; None for rendering modes (they ignore others)."""
+    if mode == "grounded":
+        from .planner import PlannerParams
+
+        return frozenset(PlannerParams.__dataclass_fields__)
+    if mode == "adapt":
+        from .adapt import RENDER_PARAMS, AdaptParams
+
+        return frozenset([*AdaptParams.__dataclass_fields__, *RENDER_PARAMS])
+    return None
+
+
+def prompting_for(pack: Table, override: Table | None) -> dict[str, Any]:
+    """The prompting table for a run: the pack's, with `override` on top (its params, if given,
+    replace the pack's).
+
+    The pack's params belong to the pack's mode: run in another mode without params of its own
+    (`chat --mode adapt` on a grounded pack), only those the other mode reads are carried over.
+    """
+    override = dict(override or {})
+    out = {**pack, **override}
+    if "params" in override:
+        return out
+    base_mode = pack.get("mode", PromptConfig.mode)
+    keys = mode_param_keys(str(out.get("mode", base_mode))) if out.get("mode", base_mode) != base_mode else None
+    if "params" in pack and keys is not None:
+        out["params"] = {k: v for k, v in dict(pack["params"] or {}).items() if k in keys}
+    return out
 
 
 def _table(config: Any) -> dict[str, Any]:

@@ -156,18 +156,15 @@ def _agent(pack_path: Path | None, model: str | None, mode: str | None, params: 
     from ..agent import Agent
     from ..cli import default_pack, runtime_config
 
-    prompting: dict[str, Any] | None = None
-    if mode or params:
-        from ..pack import load_pack
+    if not (mode or params):
+        return Agent.from_pack(pack_path or default_pack(), model, runtime=runtime_config())
+    from ..manifest import prompting_for
+    from ..pack import load_pack
 
-        pack = load_pack(pack_path or default_pack())
-        base = pack.settings.table("prompting")
-        prompting = {
-            "mode": mode or base.get("mode", "plain"),
-            "params": {**dict(base.get("params", {})), **params},
-        }
-        return Agent.from_pack(pack, model, prompting=prompting, runtime=runtime_config())
-    return Agent.from_pack(pack_path or default_pack(), model, runtime=runtime_config())
+    pack = load_pack(pack_path or default_pack())
+    prompting = prompting_for(pack.settings.table("prompting"), {"mode": mode} if mode else None)
+    prompting["params"] = {**dict(prompting.get("params", {}) or {}), **params}
+    return Agent.from_pack(pack, model, prompting=prompting, runtime=runtime_config())
 
 
 def _from_log(path: Path, out_path: Path | None) -> None:

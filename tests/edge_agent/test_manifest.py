@@ -17,7 +17,7 @@ from edge_agent.cli import cli, demo_dir
 from edge_agent.domain import load_domain, parse_domain
 from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import ConfigError, PackError
-from edge_agent.manifest import Manifest, PackSettings
+from edge_agent.manifest import Manifest, PackSettings, prompting_for
 from edge_agent.pack import load_pack
 from edge_agent.packbuild import PackSource, make_pack, verify_pack
 from edge_agent.retrieval import RetrievalConfig
@@ -171,3 +171,35 @@ def test_pack_build_and_rebuild_write_the_same_manifest(tmp_path: Path, onnx_emb
                  pack_source(load_domain(domain), None), embedder_dir=onnx_embedder_dir)
     a, b = (json.loads((tmp_path / d / "manifest.json").read_text(encoding="utf-8")) for d in ("built", "rebuilt"))
     assert a.pop("build") != b.pop("build") and a == b
+
+
+GROUNDED = {"mode": "grounded", "params": {"min_score": 0.4, "generate": False, "min_relevance": 0.5}}
+
+
+@pytest.mark.parametrize("override,expected", [
+    (None, GROUNDED),
+    ({"mode": "grounded"}, GROUNDED),
+    # another mode keeps only the pack's params it reads (adapt reads min_score, not the planner's others)
+    ({"mode": "adapt"}, {"mode": "adapt", "params": {"min_score": 0.4}}),
+    # rendering modes ignore what they do not read: everything is carried, as before
+    ({"mode": "compact"}, {"mode": "compact", "params": GROUNDED["params"]}),
+    # params given with the run replace the pack's
+    ({"mode": "adapt", "params": {"revise": False}}, {"mode": "adapt", "params": {"revise": False}}),
+])
+def test_prompting_for_a_run_carries_only_what_the_mode_reads(override: Any, expected: Any) -> None:
+    assert prompting_for(GROUNDED, override) == expected
+
+
+def test_another_mode_on_a_grounded_pack_runs_and_a_misspelt_param_is_refused(tmp_path: Path) -> None:
+    from edge_agent.library import read_library
+
+    pack = tmp_path / "demo"
+    make_pack(pack, read_library(demo_dir() / "library.jsonl"), HashEmbedder(dim=32),
+              PackSource.from_domain(load_domain(demo_dir() / "domain.toml")), embedder_dir=None)
+    suite = Path(__file__).resolve().parents[1] / "conversations" / "demo.toml"
+    runner = CliRunner()
+    args = ["test", str(suite), "--pack", str(pack), "--model", "mock", "-k", "refund-full-month", "--mode", "adapt"]
+    ran = runner.invoke(cli, args)
+    assert "ERROR" not in ran.output and "turns" in ran.output, ran.output
+    bad = runner.invoke(cli, [*args, "--param", "min_scor=1"])
+    assert bad.exit_code == 1 and "unknown key 'min_scor' (did you mean 'min_score'?)" in bad.output
