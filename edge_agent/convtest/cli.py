@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import click
 
+from ..cli import model_option, pack_option, parse_key_values
 from ..errors import EdgeAgentError
 from .suite import SuiteError
 
@@ -33,48 +34,19 @@ def make_context(agent: Any) -> Any:
 
 @click.command("test")
 @click.argument("suites", nargs=-1, type=click.Path(path_type=Path))
-@click.option(
-    "--pack",
-    "pack_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    envvar="EDGE_AGENT_PACK",
-    help="Pack directory (default: the demo pack).",
-)
-@click.option(
-    "--model",
-    default=None,
-    envvar="EDGE_AGENT_MODEL",
-    help="Registered model name, a GGUF path, or 'mock' (default: the registry's default student).",
-)
-@click.option(
-    "-k",
-    "select_expr",
-    default=None,
-    metavar="EXPR",
-    help="Only conversations whose id or tags contain these words (not/and/or combine them).",
-)
-@click.option(
-    "--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here."
-)
+@pack_option
+@model_option
+@click.option("-k", "select_expr", default=None, metavar="EXPR",
+              help="Only conversations whose id or tags contain these words (not/and/or combine them).")
+@click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write JUnit XML here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON instead of the report.")
 @click.option("-v", "--verbose", is_flag=True, help="Print every customer line and reply, not only failures.")
 @click.option("--mode", default=None, help="Rendering mode to test (default: the pack's).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Override a prompting parameter.")
-@click.option(
-    "--from-log",
-    "from_log",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Write a suite skeleton from a `chat --json` log, request JSON or transcript, and exit.",
-)
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="With --from-log: the suite file to write (default: print it).",
-)
+@click.option("--from-log", "from_log", type=click.Path(path_type=Path), default=None,
+              help="Write a suite skeleton from a `chat --json` log, request JSON or transcript, and exit.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --from-log: the suite file to write (default: print it).")
 def test_command(
     suites: tuple[Path, ...],
     pack_path: Path | None,
@@ -117,8 +89,6 @@ def test_command(
             f"error: no conversation matches -k {select_expr!r}; check the ids and tags", fg="red", err=True
         )
         sys.exit(2)
-    from ..cli import parse_key_values
-
     agent = _agent(pack_path, model, mode, parse_key_values(params, hint="--param"))
     ctx = make_context(agent)
 
@@ -154,17 +124,17 @@ def test_command(
 
 def _agent(pack_path: Path | None, model: str | None, mode: str | None, params: dict[str, Any]) -> Any:
     from ..agent import Agent
+    from ..bundle import pack_model, resolve_pack
     from ..cli import default_pack, runtime_config
-
-    if not (mode or params):
-        return Agent.from_pack(pack_path or default_pack(), model, runtime=runtime_config())
     from ..manifest import prompting_for
     from ..pack import load_pack
 
-    pack = load_pack(pack_path or default_pack())
-    prompting = prompting_for(pack.settings.table("prompting"), {"mode": mode} if mode else None)
-    prompting["params"] = {**dict(prompting.get("params", {}) or {}), **params}
-    return Agent.from_pack(pack, model, prompting=prompting, runtime=runtime_config())
+    pack = load_pack(resolve_pack(pack_path) or default_pack())  # a directory, or an installed pack's name
+    prompting = None
+    if mode or params:
+        prompting = prompting_for(pack.settings.table("prompting"), {"mode": mode} if mode else None)
+        prompting["params"] = {**dict(prompting.get("params", {}) or {}), **params}
+    return Agent.from_pack(pack, pack_model(pack.path, model), prompting=prompting, runtime=runtime_config())
 
 
 def _from_log(path: Path, out_path: Path | None) -> None:
