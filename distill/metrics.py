@@ -12,8 +12,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from edge_agent.domain import PolicyRule
 from edge_agent.embedder import Embedder
+from edge_agent.policy import PolicyRule
 
 __all__ = [
     "reply_similarity",

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .conversation import query_text
-from .domain import PolicyRule
 from .errors import ConfigError
 from .keys import check_keys
+from .policy import PolicyRule
 from .rendering import clean_exemplar, revision_prompt, trim_to_tokens
 from .retrieval import Hit
 

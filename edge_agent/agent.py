@@ -13,11 +13,19 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .backends import LLAMA_CPP, ChatBackend, GenerationConfig, LocalModel, Message, backend_names, make_backend
-from .domain import PolicyRule
+from .backends import (
+    LLAMA_CPP,
+    ChatBackend,
+    GenerationConfig,
+    LocalModel,
+    Message,
+    backend_names,
+    make_backend,
+)
 from .errors import ConfigError
 from .manifest import check_mode_params, prompting_for
 from .pack import Pack, load_pack
+from .policy import PolicyRule
 from .prompting import MARKER_STOPS
 from .rendering import PromptConfig, render_prompt
 from .reply import Reply, ReplyStream

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from .errors import ConfigError
 from .facts import FactSpec, load_fact_source, parse_fact_specs
 from .keys import check_keys
+from .policy import PolicyRule
 
 if TYPE_CHECKING:
     from .manifest import PackSettings
@@ -33,31 +34,6 @@ _POLICY = {"text", "digest", "digest_file"}  # digest: the student's short polic
 _INTENT = {"id", "description", "customer_goal", "opening"}
 _RULE = {"id", "kind", "pattern", "description", "severity", "examples", "compliant"}
 RULE_KINDS = ("forbidden_promise", "forbidden_phrase", "required_step")
-
-
-@dataclass(frozen=True)
-class PolicyRule:
-    """A checkable policy rule: a regex that must not (forbidden_*) or must (required_step) match.
-
-    `examples` are sentences that break a forbidden rule and `compliant` near misses that do not;
-    `edge_agent.rulecheck` uses them to catch rewordings the regex misses.
-    """
-
-    id: str
-    kind: str
-    pattern: str
-    description: str = ""
-    severity: str = "error"
-    examples: tuple[str, ...] = ()
-    compliant: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        # manifests store lists; keep the frozen rule hashable
-        object.__setattr__(self, "examples", tuple(self.examples or ()))
-        object.__setattr__(self, "compliant", tuple(self.compliant or ()))
-
-    def matches(self, text: str) -> bool:
-        return re.search(self.pattern, text, flags=re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)

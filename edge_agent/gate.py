@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .adapt import is_degenerate, unsupported_facts
-from .domain import PolicyRule
 from .facts import Facts, FactSpec, claimed_facts
+from .policy import PolicyRule
 
 __all__ = ["LEAK", "GateConfig", "gate_reply", "normalised", "unestablished_claims"]
 

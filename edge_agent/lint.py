@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .domain import PolicyRule
 from .errors import ConfigError
 from .library import Strategy
+from .policy import PolicyRule
 from .rulecheck import RuleChecker
 
 __all__ = [

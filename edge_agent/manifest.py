@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .backends import GenerationConfig
-from .domain import PolicyRule
 from .errors import ConfigError
 from .keys import check_keys
+from .policy import PolicyRule
 from .rendering import PromptConfig
 from .retrieval import RetrievalConfig
 

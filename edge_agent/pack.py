@@ -21,7 +21,6 @@ import numpy as np
 
 from . import __version__
 from .conversation import parse_transcript, query_text, request_of
-from .domain import PolicyRule
 from .embedder import EMBEDDER_CONFIG, Embedder, HashEmbedder, OnnxEmbedder
 from .errors import ConfigError, PackError
 from .files import is_lfs_pointer, sha256_file, write_json_atomic
@@ -29,6 +28,7 @@ from .index import FAISS_MIN_ROWS, ExactIndex, FaissIndex, VectorIndex, build_fa
 from .library import Strategy, parse_strategy_line, text_lines
 from .manifest import Manifest, PackSettings
 from .outdir import check_destination, install_dir
+from .policy import PolicyRule
 from .rendering import clean_exemplar
 
 __all__ = [

@@ -18,13 +18,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .domain import Domain, PolicyRule, load_domain
+from .domain import Domain, load_domain
 from .embedder import Embedder, OnnxEmbedder
 from .errors import ConfigError, ModelError, PackError
 from .facts import FactSpec, specs_from_manifest
 from .library import Strategy, read_library
 from .lint import Flag, blocking, fact_flags, gate, lint_strategies
 from .pack import BuildReport, Pack, PackSettings, build_pack, load_pack, repair_index
+from .policy import PolicyRule
 
 __all__ = ["KNOWN_MANIFEST_FIELDS", "MAX_PROMPT_SHARE", "OnFlags", "PackSource", "PackResult", "PromptShare",
            "VerifyReport", "build_from_files", "make_pack", "prompt_share", "select_for_pack", "verify_pack"]

@@ -19,11 +19,11 @@ import numpy as np
 
 from .adapt import AdaptParams, context_text, fit_exemplar, params_from_table
 from .conversation import request_of
-from .domain import PolicyRule
 from .errors import ConfigError
 from .facts import Condition, Facts, FactSpec, parse_condition
 from .gate import broken_rules, normalised, unestablished_claims
 from .library import Strategy
+from .policy import PolicyRule
 from .retrieval import Hit
 
 __all__ = [

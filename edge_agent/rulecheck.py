@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .domain import PolicyRule
 from .embedder import Embedder
+from .policy import PolicyRule
 
 __all__ = ["DEFAULT_THRESHOLD", "RuleChecker", "RuleMatch", "split_sentences"]
 

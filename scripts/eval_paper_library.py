@@ -30,11 +30,11 @@ from distill.tuning.compact import derive_compact
 from distill.tuning.data import parse_dev_rows, split_dev
 from distill.tuning.run import open_student, write_report
 from distill.tuning.tune import Candidate, compare, format_table, generate, make_agent_factory
-from edge_agent.domain import PolicyRule
 from edge_agent.files import home_dir
 from edge_agent.index import ExactIndex
 from edge_agent.library import Strategy
 from edge_agent.pack import index_text
+from edge_agent.policy import PolicyRule
 from edge_agent.retrieval import RetrievalConfig, Retriever
 
 DATA = REPO.parent / "shared" / "data" / "paper-airline"

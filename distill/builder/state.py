@@ -15,9 +15,9 @@ import numpy as np
 
 from edge_agent.library import Strategy
 
+from ..lifecycle.quality import problems, reject
 from .hygiene import apply_merges, dedupe
 from .improve import Outcome, outcome_strategy
-from ..lifecycle.quality import problems, reject
 from .rollout import Rollout
 from .rundir import Build
 from .scenarios import cut_scenarios

@@ -19,8 +19,8 @@ from edge_agent.domain import Domain
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
 
-from ..lifecycle.quality import text_problems
 from ..lifecycle.lint import lint_strategy
+from ..lifecycle.quality import text_problems
 
 __all__ = ["check_digest", "digest_messages", "draft_digest"]
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from edge_agent.cli import model_option, pack_option
+
 __all__ = ["eval_group"]
 
 DEFAULT_CONDITIONS = ("base", "pack")
@@ -74,11 +76,10 @@ def _role_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @eval_group.command("run")
 @click.option("--domain", "domain_path", type=click.Path(path_type=Path), default=None,
               help="Domain TOML with personas, intents and policy rules (default: the demo domain).")
-@click.option("--pack", "pack_path", type=click.Path(path_type=Path), default=None, envvar="EDGE_AGENT_PACK",
-              help="Pack for the pack and transfer conditions (default: the demo pack).")
+@pack_option
 @click.option("-c", "--condition", "conditions", multiple=True, metavar="[NAME=]KIND[@MODEL]",
               help="base, guidelines, pack, teacher or transfer; repeat (default: base and pack).")
-@click.option("--model", default=None, envvar="EDGE_AGENT_MODEL", help="Student: registry name or GGUF path.")
+@model_option
 @click.option("--transfer-model", default=None, help="Second student for the transfer condition.")
 @click.option("--guideline", default=None, help="Text of the generic guideline (guidelines condition).")
 @click.option("--replay", "replay_path", type=click.Path(path_type=Path), default=None,

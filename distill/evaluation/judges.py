@@ -17,8 +17,8 @@ from distill.metrics import policy_violations, reply_similarity
 from distill.roles.schemas import Judgement, MalformedOutput, parse_output, repair_messages
 from edge_agent.backends import ChatBackend, GenerationConfig
 from edge_agent.conversation import render_transcript
-from edge_agent.domain import PolicyRule
 from edge_agent.embedder import Embedder
+from edge_agent.policy import PolicyRule
 
 from .records import Conversation
 

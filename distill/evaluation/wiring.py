@@ -70,6 +70,7 @@ def _embedder(pack: Any, embedder_dir: Path | None, notes: list[str]) -> Any:
 def run_from_options(opts: Mapping[str, Any], progress: Progress) -> tuple[dict[str, Any], tuple[Path, Path],
                                                                            list[str]]:
     """Run `eval run` with parsed options; returns (results JSON, written paths, notes for the user)."""
+    from edge_agent.bundle import resolve_pack
     from edge_agent.cli import default_pack, demo_dir
     from edge_agent.pack import load_pack
 
@@ -79,7 +80,7 @@ def run_from_options(opts: Mapping[str, Any], progress: Progress) -> tuple[dict[
                   for t in (opts.get("conditions") or DEFAULT_CONDITIONS))
     pack = None
     if any(c.kind in ("pack", "transfer") for c in conds):
-        pack = load_pack(opts.get("pack_path") or default_pack())
+        pack = load_pack(resolve_pack(opts.get("pack_path")) or default_pack())
     replaying = opts.get("replay_path") is not None
     if replaying and opts.get("record_path") is not None:
         raise ConfigError("--record and --replay exclude each other; record once online, then replay")

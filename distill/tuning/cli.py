@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from edge_agent.cli import model_option, pack_option
 from edge_agent.errors import ConfigError
 from edge_agent.files import home_dir
 
@@ -25,61 +26,25 @@ def _ints(text: str) -> list[int]:
 
 
 @click.command("tune")
-@click.option(
-    "--pack",
-    "pack_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Pack to tune (default: the demo pack).",
-)
-@click.option(
-    "--dev",
-    "dev_path",
-    type=click.Path(path_type=Path, exists=True),
-    default=None,
-    help="JSONL of conversations ('scenario' or 'messages') with the teacher's reply ('teacher_reply').",
-)
-@click.option(
-    "--suite",
-    "suite_paths",
-    type=click.Path(path_type=Path, exists=True),
-    multiple=True,
-    help="Conversation suite(s) (`edge-agent test` files): choose the grounded mode's settings by them.",
-)
+@pack_option
+@click.option("--dev", "dev_path", type=click.Path(path_type=Path, exists=True), default=None,
+              help="JSONL of conversations ('scenario' or 'messages') with the teacher's reply ('teacher_reply').")
+@click.option("--suite", "suite_paths", type=click.Path(path_type=Path, exists=True), multiple=True,
+              help="Conversation suite(s) (`edge-agent test` files): choose the grounded mode's settings by them.")
 @click.option("--stage", type=int, default=None, help="Use only rows with this 'stage' value.")
 @click.option("--limit", type=int, default=0, help="Use at most N conversations (0 = all).")
-@click.option(
-    "--model", default=None, help="Student model name or GGUF path (default: the registry default)."
-)
-@click.option(
-    "--modes",
-    default=",".join(("plain", "compact", "system", "exemplar", "demo", "adapt")),
-    show_default=True,
-    help="Comma-separated rendering modes to compare; 'plain' is always the base.",
-)
-@click.option(
-    "--repeat-penalty", "repeat_penalties", default="", help="Comma-separated values to try, e.g. 1.0,1.1."
-)
-@click.option(
-    "--max-tokens", "max_tokens", default="", help="Comma-separated reply caps to try, e.g. 120,160."
-)
-@click.option(
-    "--cache",
-    "cache_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="SQLite call cache for student generations (default: <home>/distill/cache.sqlite, shared with distill).",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where to write the JSON report (a .txt table is written beside it).",
-)
-@click.option(
-    "--write/--no-write", default=True, show_default=True, help="Write the best settings into the pack."
-)
+@model_option
+@click.option("--modes", default=",".join(("plain", "compact", "system", "exemplar", "demo", "adapt")),
+              show_default=True, help="Comma-separated rendering modes to compare; 'plain' is always the base.")
+@click.option("--repeat-penalty", "repeat_penalties", default="",
+              help="Comma-separated values to try, e.g. 1.0,1.1.")
+@click.option("--max-tokens", "max_tokens", default="", help="Comma-separated reply caps to try, e.g. 120,160.")
+@click.option("--cache", "cache_path", type=click.Path(path_type=Path), default=None,
+              help="SQLite call cache for student generations (default: <home>/distill/cache.sqlite, shared "
+                   "with distill).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="Where to write the JSON report (a .txt table is written beside it).")
+@click.option("--write/--no-write", default=True, show_default=True, help="Write the best settings into the pack.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def tune_command(
     pack_path: Path | None,
@@ -108,11 +73,13 @@ def tune_command(
       edge-agent tune --pack ./mypack --dev dev.jsonl --modes plain,compact,adapt --repeat-penalty 1.0,1.1
       edge-agent tune --suite tests/conversations/demo.toml     # may the student write its own replies?
     """
+    from edge_agent.bundle import resolve_pack
     from edge_agent.cli import default_pack
     from edge_agent.pack import load_pack, update_settings
 
+    pack_path = resolve_pack(pack_path) or default_pack()  # a directory, or an installed pack's name
     if suite_paths:
-        _tune_suites(pack_path or default_pack(), model, suite_paths, report_path, write, as_json)
+        _tune_suites(pack_path, model, suite_paths, report_path, write, as_json)
         return
     if dev_path is None:
         raise click.UsageError("give --dev FILE (recorded teacher replies) or --suite FILE (conversation tests)")
@@ -122,7 +89,7 @@ def tune_command(
     from .run import build_tuning, write_report
     from .tune import candidate_grid, tune
 
-    pack = load_pack(pack_path or default_pack())
+    pack = load_pack(pack_path)
     items = read_dev_file(dev_path, stage=stage)
     if limit:
         items = items[:limit]

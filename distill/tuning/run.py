@@ -10,10 +10,10 @@ from typing import Any
 
 from edge_agent.agent import Agent
 from edge_agent.backends import GenerationConfig
-from edge_agent.domain import PolicyRule
 from edge_agent.embedder import Embedder
 from edge_agent.files import write_json_atomic
 from edge_agent.pack import Pack
+from edge_agent.policy import PolicyRule
 from edge_agent.retrieval import Retriever
 
 from ..roles.cache import CachedChat

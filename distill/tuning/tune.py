@@ -25,9 +25,9 @@ from distill.metrics import (
 )
 from edge_agent.agent import Agent
 from edge_agent.backends import ChatBackend, GenerationConfig
-from edge_agent.domain import PolicyRule
 from edge_agent.embedder import Embedder
 from edge_agent.errors import ConfigError
+from edge_agent.policy import PolicyRule
 from edge_agent.rendering import PromptConfig
 from edge_agent.retrieval import Retriever
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..domain import PolicyRule
 from ..gate import LEAK, broken_rules
+from ..policy import PolicyRule
 from .suite import Expect
 
 __all__ = ["CheckResult", "Context", "check_reply", "normalise", "LEAK"]

@@ -7,10 +7,10 @@ import pytest
 from edge_agent.adapt import AdaptParams, choose_adapted, fit_exemplar, is_degenerate, unsupported_facts
 from edge_agent.agent import Agent
 from edge_agent.backends import ScriptedChat
-from edge_agent.domain import PolicyRule
 from edge_agent.embedder import HashEmbedder
 from edge_agent.index import ExactIndex
 from edge_agent.library import Strategy
+from edge_agent.policy import PolicyRule
 from edge_agent.rendering import PromptConfig
 from edge_agent.retrieval import Hit, RetrievalConfig, Retriever
 

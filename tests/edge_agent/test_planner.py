@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.domain import PolicyRule
 from edge_agent.errors import ConfigError
 from edge_agent.facts import Condition, Facts, FactSpec, FactTracker, claimed_facts, parse_condition
 from edge_agent.gate import gate_reply
 from edge_agent.library import Strategy
 from edge_agent.planner import DEFAULT_REPLIES, Planner, PlannerParams
+from edge_agent.policy import PolicyRule
 from edge_agent.retrieval import Hit
 
 DIM = 8

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import demo_dir
-from edge_agent.domain import PolicyRule, load_domain
+from edge_agent.domain import load_domain
 from edge_agent.embedder import HashEmbedder
 from edge_agent.library import Strategy, read_library
 from edge_agent.lint import lint_strategies, lint_strategy
+from edge_agent.policy import PolicyRule
 from edge_agent.rulecheck import RuleChecker, split_sentences
 
 RULE = PolicyRule(id="no-refund", kind="forbidden_promise", pattern=r"\bfull refund\b",

@@ -269,7 +269,7 @@ def test_real_pinned_threads_are_obeyed(student_path: Path, monkeypatch: pytest.
 @pytest.mark.real
 def test_real_weights_load_at_the_first_generation(student_path: Path, tmp_path: Path) -> None:
     from edge_agent.backends import GenerationConfig
-    from edge_agent.student import LlamaStudent, llama_context
+    from edge_agent.student import LlamaStudent
 
     student = LlamaStudent(student_path, n_ctx=512)
     assert not student.loaded and student.n_ctx == 512

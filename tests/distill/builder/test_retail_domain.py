@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.lifecycle.quality import text_problems
 from distill.builder.scenarios import domain_situations
+from distill.lifecycle.quality import text_problems
 from edge_agent.domain import load_domain
 from edge_agent.embedder import HashEmbedder
 from edge_agent.library import read_library

@@ -14,11 +14,11 @@ from distill.tuning.compact import derive_compact, fill_compact
 from distill.tuning.data import parse_dev_rows, split_dev
 from distill.tuning.tune import Candidate, candidate_grid, format_table, make_agent_factory, tune
 from edge_agent.backends import GenerationConfig, Message, ScriptedChat
-from edge_agent.domain import PolicyRule
 from edge_agent.embedder import HashEmbedder
 from edge_agent.index import ExactIndex
 from edge_agent.library import Strategy, read_library, write_library
 from edge_agent.pack import load_pack, update_settings
+from edge_agent.policy import PolicyRule
 from edge_agent.rendering import EXEMPLAR_NOTE, SYSTEM_NOTE
 from edge_agent.retrieval import RetrievalConfig, Retriever
 

@@ -22,8 +22,8 @@ from edge_agent.convtest.checks import check_reply
 from edge_agent.convtest.cli import make_context
 from edge_agent.convtest.fromlog import read_exchange, skeleton
 from edge_agent.convtest.report import failure_lines, summary_table, write_junit
-from edge_agent.domain import PolicyRule
 from edge_agent.embedder import HashEmbedder
+from edge_agent.policy import PolicyRule
 
 ENTRY = Path(sys.executable).parent / "edge-agent"
 REFUND = PolicyRule(id="no-refund", kind="forbidden_promise", pattern=r"\bfull refund is yours\b")
