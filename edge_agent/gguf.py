@@ -10,10 +10,10 @@ from __future__ import annotations
 import enum
 import mmap
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import ModelError
 
@@ -111,6 +111,27 @@ class GGUFTensor:
     nbytes: int | None  # None for a ggml type this reader does not know
 
 
+T = TypeVar("T")
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class _Meta(Generic[T]):
+    """A metadata value of GGUFInfo, converted (None where absent or of another type)."""
+
+    def __init__(self, key: str, convert: Callable[[Any], T]) -> None:
+        self.key, self.convert = key, convert
+
+    def __get__(self, info: GGUFInfo | None, owner: type | None = None) -> T:
+        return self.convert(None if info is None else info.metadata.get(self.key))
+
+
 @dataclass(frozen=True)
 class GGUFInfo:
     """What the header of a GGUF file says, plus the file size it implies."""
@@ -130,39 +151,17 @@ class GGUFInfo:
     def kv_count(self) -> int:
         return len(self.metadata)
 
-    @property
-    def name(self) -> str | None:
-        return _str_or_none(self.metadata.get("general.name"))
-
-    @property
-    def architecture(self) -> str | None:
-        return _str_or_none(self.metadata.get("general.architecture"))
-
-    @property
-    def chat_template(self) -> str | None:
-        return _str_or_none(self.metadata.get("tokenizer.chat_template"))
-
-    @property
-    def bos_token_id(self) -> int | None:
-        return _int_or_none(self.metadata.get("tokenizer.ggml.bos_token_id"))
-
-    @property
-    def eos_token_id(self) -> int | None:
-        return _int_or_none(self.metadata.get("tokenizer.ggml.eos_token_id"))
+    name = _Meta("general.name", _str_or_none)
+    architecture = _Meta("general.architecture", _str_or_none)
+    chat_template = _Meta("tokenizer.chat_template", _str_or_none)
+    bos_token_id = _Meta("tokenizer.ggml.bos_token_id", _int_or_none)
+    eos_token_id = _Meta("tokenizer.ggml.eos_token_id", _int_or_none)
 
     @property
     def context_length(self) -> int | None:
         if self.architecture is None:
             return None
         return _int_or_none(self.metadata.get(f"{self.architecture}.context_length"))
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class _Cursor:

@@ -146,6 +146,16 @@ class PackSettings:
         return {name: dict(self.tables[name]) for name in SETTINGS_TABLES}
 
 
+class _Part:
+    """A top-level JSON object of the manifest, by the attribute's name ({} where absent or not an object)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __get__(self, manifest: Manifest | None, owner: type | None = None) -> Mapping[str, Any]:
+        return {} if manifest is None else manifest._part(self.key)
+
+
 class Manifest(Mapping[str, Any]):
     """A loaded pack's manifest.json: typed parts, and read-only access to the raw JSON."""
 
@@ -174,30 +184,12 @@ class Manifest(Mapping[str, Any]):
         value = self._data.get(key, {})
         return value if isinstance(value, Mapping) else {}
 
-    @property
-    def embedder(self) -> Mapping[str, Any]:
-        return self._part("embedder")
-
-    @property
-    def counts(self) -> Mapping[str, Any]:
-        return self._part("counts")
-
-    @property
-    def files(self) -> Mapping[str, Any]:
-        return self._part("files")
-
-    @property
-    def index(self) -> Mapping[str, Any]:
-        return self._part("index")
-
-    @property
-    def build(self) -> Mapping[str, Any]:
-        return self._part("build")
-
-    @property
-    def domain(self) -> Mapping[str, Any]:
-        """The domain block: name, company, system prompt, rules, facts, replies."""
-        return self._part("domain")
+    embedder = _Part()  # id, kind, dim, normaliser
+    counts = _Part()  # strategies, vectors, approved
+    files = _Part()  # relative path -> sha256 and size
+    index = _Part()  # kind, metric
+    build = _Part()  # what built the pack
+    domain = _Part()  # name, company, system prompt, rules, facts, replies
 
     @property
     def settings(self) -> PackSettings:

@@ -36,15 +36,8 @@ class TurnPlan(Protocol):
     def price(self, strategy: Strategy, params: Mapping[str, Any]) -> str:
         """The text this plan would inject for `strategy` (its token count is the budget price)."""
 
-    def stream(
-        self,
-        agent: Agent,
-        history: Sequence[Message],
-        *,
-        generation: GenerationConfig,
-        retrieval: RetrievalConfig | None,
-        prompting: PromptConfig,
-    ) -> ReplyStream:
+    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
+               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
         """Answer the turn."""
 
 
@@ -96,15 +89,8 @@ class GeneratePlan:
     def price(self, strategy: Strategy, params: Mapping[str, Any]) -> str:
         return injected_text(strategy, self.name, params)
 
-    def stream(
-        self,
-        agent: Agent,
-        history: Sequence[Message],
-        *,
-        generation: GenerationConfig,
-        retrieval: RetrievalConfig | None,
-        prompting: PromptConfig,
-    ) -> ReplyStream:
+    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
+               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
         start = time.perf_counter()
         messages, found, assemble_ms = agent.prepare(history, retrieval=retrieval, prompting=prompting)
         turn = _StudentTurn(messages, found, self.name, "", start, assemble_ms)
@@ -186,15 +172,8 @@ class GroundedPlan:
         # nothing is injected unless the student drafts; then it is the fallback mode's text
         return injected_text(strategy, str(params.get("fallback", "compact")), {})
 
-    def stream(
-        self,
-        agent: Agent,
-        history: Sequence[Message],
-        *,
-        generation: GenerationConfig,
-        retrieval: RetrievalConfig | None,
-        prompting: PromptConfig,
-    ) -> ReplyStream:
+    def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
+               retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
         return agent.grounding().stream(history, generation, prompting)
 
 

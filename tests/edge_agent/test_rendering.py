@@ -178,14 +178,9 @@ def _exemplar_pack(tmp_path: Path, settings: PackSettings) -> Path:
 
 
 def test_pack_settings_drive_mode_and_decoding(tmp_path: Path) -> None:
-    pack = _exemplar_pack(
-        tmp_path,
-        PackSettings(
-            retrieval={"threshold": 0.0},
-            prompting={"mode": "exemplar"},
-            generation={"repeat_penalty": 1.3, "max_tokens": 24},
-        ),
-    )
+    settings = PackSettings(retrieval={"threshold": 0.0}, prompting={"mode": "exemplar"},
+                            generation={"repeat_penalty": 1.3, "max_tokens": 24})
+    pack = _exemplar_pack(tmp_path, settings)
     fake = ScriptedChat(default="Sure.")
     agent = Agent.from_pack(pack, student=fake)
     reply = agent.reply([{"role": "user", "content": "I want a refund for this month"}])
@@ -201,14 +196,9 @@ def test_pack_settings_drive_mode_and_decoding(tmp_path: Path) -> None:
 @pytest.mark.real
 def test_real_student_uses_tuned_pack_settings(tmp_path: Path, student_path: Path) -> None:
     """A real GGUF student loaded through the registry gets the pack's rendered prompt and decoding."""
-    pack = _exemplar_pack(
-        tmp_path,
-        PackSettings(
-            retrieval={"threshold": 0.0},
-            prompting={"mode": "system+exemplar"},
-            generation={"repeat_penalty": 1.25, "max_tokens": 12},
-        ),
-    )
+    settings = PackSettings(retrieval={"threshold": 0.0}, prompting={"mode": "system+exemplar"},
+                            generation={"repeat_penalty": 1.25, "max_tokens": 12})
+    pack = _exemplar_pack(tmp_path, settings)
     agent = Agent.from_pack(load_pack(pack), None)
     seen: list[tuple[list[dict[str, str]], object]] = []
     real_stream = agent.student.stream
