@@ -45,12 +45,15 @@ def _ints(text: str | None) -> tuple[int, ...] | None:
 
 def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str, Any], budget: Mapping[str, Any],
              teacher: Mapping[str, Any] | None = None) -> None:
+    from edge_agent.cli import runtime_config
+
     from .builder.loop import run_build
     from .builder.rundir import open_build
 
     show = not as_json and not no_progress
     progress = _Progress(enabled=show and sys.stderr.isatty(), lines=show)
-    build = open_build(run_dir, loop=loop, budget=budget, teacher=teacher, on_event=progress)
+    build = open_build(run_dir, loop=loop, budget=budget, teacher=teacher, on_event=progress,
+                       runtime=runtime_config())
     progress.build = build
 
     async def main() -> dict[str, Any]:

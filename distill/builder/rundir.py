@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.backends import ChatBackend
+from edge_agent.backends import LLAMA_CPP, ChatBackend, make_backend
 from edge_agent.domain import Domain, load_domain
 from edge_agent.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from edge_agent.errors import ConfigError, ModelError
 from edge_agent.files import home_dir, write_json_atomic
 from edge_agent.pack import PackSettings
+from edge_agent.runtime import RuntimeConfig
 
 from ..config import ROLES, RunSettings, parse_settings, settings_from_domain
 from ..roles.budget import Meter
@@ -168,23 +169,22 @@ def _embedder(spec: str) -> tuple[Embedder, Path | None]:
     return OnnxEmbedder(directory), directory
 
 
-def _student(spec: str) -> tuple[ChatBackend, str]:
+def _student(spec: str, runtime: RuntimeConfig | None) -> tuple[ChatBackend, str]:
     if spec == "echo":
         return EchoStudent(), "echo"
-    from edge_agent.models import resolve_model, verify_model
-    from edge_agent.student import LlamaStudent
+    from edge_agent.models import resolve_model
 
     model = resolve_model(spec or None)
-    verify_model(model)
-    backend = LlamaStudent(model.path, n_ctx=model.n_ctx, chat_template=model.chat_template, name=model.name)
-    return backend, f"{model.name}@{model.sha256[:12]}"
+    return make_backend(LLAMA_CPP, spec=model, runtime=runtime), f"{model.name}@{model.sha256[:12]}"
 
 
 def open_build(run_dir: Path, *, backends: Mapping[str, ChatBackend] | None = None,
                student: ChatBackend | None = None, embedder: Embedder | None = None,
                loop: Mapping[str, Any] | None = None, budget: Mapping[str, Any] | None = None,
-               teacher: Mapping[str, Any] | None = None, on_event: EventFn | None = None) -> Build:
-    """Open a run directory for (re)starting; `loop`/`budget`/`teacher` override its stored settings.
+               teacher: Mapping[str, Any] | None = None, on_event: EventFn | None = None,
+               runtime: RuntimeConfig | None = None) -> Build:
+    """Open a run directory for (re)starting; `loop`/`budget`/`teacher` override its stored settings;
+    `runtime` (threads, wait policy) is passed to a llama.cpp student.
 
     Only settings that do not change what is asked (timeouts, retries, concurrency, budgets) are
     overridden here; a new teacher endpoint is saved first with `update_endpoint`.
@@ -202,7 +202,7 @@ def open_build(run_dir: Path, *, backends: Mapping[str, ChatBackend] | None = No
     meter = Meter(budget=settings.budget, prices=settings.prices)
     meter.restore(cache.spent(run_id))
     if student is None:
-        student, student_model = _student(str(config.get("student", "")))
+        student, student_model = _student(str(config.get("student", "")), runtime)
     else:
         student_model = student.name
     emb_dir: Path | None = None

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.agent import Agent
-from edge_agent.backends import ChatBackend, GenerationConfig
+from edge_agent.backends import LLAMA_CPP, ChatBackend, GenerationConfig, make_backend
 from edge_agent.errors import ConfigError
 from edge_agent.pack import Pack
 from edge_agent.rendering import PromptConfig
+from edge_agent.runtime import RuntimeConfig
 
 __all__ = [
     "GLOBAL_GUIDELINE",
@@ -117,19 +118,17 @@ class ChatResponder:
 StudentLoader = Callable[[str | None], tuple[ChatBackend, Mapping[str, Any]]]
 
 
-def default_student_loader() -> StudentLoader:
-    """Loads each GGUF once (by registry name) and shares it between conditions."""
+def default_student_loader(runtime: RuntimeConfig | None = None) -> StudentLoader:
+    """Loads each GGUF once (by registry name, through the backend registry) and shares it between
+    conditions; `runtime` (threads, wait policy) is what the CLI read from the environment."""
     loaded: dict[str, tuple[ChatBackend, Mapping[str, Any]]] = {}
 
     def load(model: str | None) -> tuple[ChatBackend, Mapping[str, Any]]:
-        from edge_agent.models import resolve_model, verify_model
-        from edge_agent.student import LlamaStudent
+        from edge_agent.models import resolve_model
 
         spec = resolve_model(model)
         if spec.name not in loaded:
-            verify_model(spec)
-            student = LlamaStudent(spec.path, n_ctx=spec.n_ctx, chat_template=spec.chat_template, name=spec.name)
-            loaded[spec.name] = (student, dict(spec.generation))
+            loaded[spec.name] = (make_backend(LLAMA_CPP, spec=spec, runtime=runtime), dict(spec.generation))
         return loaded[spec.name]
 
     return load

@@ -18,6 +18,7 @@ from edge_agent.errors import ConfigError
 from ..config import BudgetSettings, Endpoint, parse_settings, settings_from_domain
 from ..roles.budget import Meter
 from ..roles.cache import CallCache
+from . import conditions
 from .cases import CaseSelection, select_cases
 from .conditions import GLOBAL_GUIDELINE, parse_condition
 from .judges import Verdict
@@ -71,7 +72,7 @@ def run_from_options(opts: Mapping[str, Any], progress: Progress) -> tuple[dict[
                                                                            list[str]]:
     """Run `eval run` with parsed options; returns (results JSON, written paths, notes for the user)."""
     from edge_agent.bundle import resolve_pack
-    from edge_agent.cli import default_pack, demo_dir
+    from edge_agent.cli import default_pack, demo_dir, runtime_config
     from edge_agent.pack import load_pack
 
     notes: list[str] = []
@@ -114,7 +115,8 @@ def run_from_options(opts: Mapping[str, Any], progress: Progress) -> tuple[dict[
             teacher_generation=gen(teacher, defaults.teacher_generation),
             judge_generation=gen(judge, defaults.judge_generation))
         parts = EvalParts(domain=domain, pack=pack, simulator=simulator, teacher=teacher, judge=judge,
-                          embedder=_embedder(pack, opts.get("embedder_dir"), notes))
+                          embedder=_embedder(pack, opts.get("embedder_dir"), notes),
+                          load_student=conditions.default_student_loader(runtime_config()))
         if replaying:
             result = run_replay(read_recording(opts["replay_path"]), parts, settings, progress)
         else:

@@ -74,7 +74,7 @@ def tune_command(
       edge-agent tune --suite tests/conversations/demo.toml     # may the student write its own replies?
     """
     from edge_agent.bundle import resolve_pack
-    from edge_agent.cli import default_pack
+    from edge_agent.cli import default_pack, runtime_config
     from edge_agent.pack import load_pack, update_settings
 
     pack_path = resolve_pack(pack_path) or default_pack()  # a directory, or an installed pack's name
@@ -100,7 +100,7 @@ def tune_command(
         gens = [{**g, "max_tokens": n} for g in gens for n in _ints(max_tokens)]
     mode_list = [m.strip() for m in modes.split(",") if m.strip()]
     candidates = candidate_grid(mode_list, gens)
-    setup = build_tuning(pack, model, cache_path or default_cache_path())
+    setup = build_tuning(pack, model, cache_path or default_cache_path(), runtime=runtime_config())
     with click.progressbar(length=len(items) * len(candidates), label="tuning", file=sys.stderr) as bar:
         result = tune(setup.factory, items, candidates, setup.scorer, setup.rules, progress=bar.update)
     out = report_path or home_dir() / "reports" / f"tune-{pack.path.name}.json"

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.agent import Agent
-from edge_agent.backends import GenerationConfig
+from edge_agent.backends import LLAMA_CPP, GenerationConfig, make_backend
 from edge_agent.embedder import Embedder
 from edge_agent.files import write_json_atomic
 from edge_agent.pack import Pack
 from edge_agent.policy import PolicyRule
 from edge_agent.retrieval import Retriever
+from edge_agent.runtime import RuntimeConfig
 
 from ..roles.cache import CachedChat
 from .tune import Candidate, TuneResult, format_table, make_agent_factory
@@ -33,17 +34,14 @@ class TuningSetup:
 
 
 def open_student(
-    model: str | None, cache_path: Path, n_ctx: int | None = None
+    model: str | None, cache_path: Path, n_ctx: int | None = None, runtime: RuntimeConfig | None = None
 ) -> tuple[CachedChat, GenerationConfig, str]:
-    """The registered student behind the call cache, and its registry decoding defaults."""
-    from edge_agent.models import resolve_model, verify_model
-    from edge_agent.student import LlamaStudent
+    """The registered student (through the backend registry) behind the call cache, and its registry
+    decoding defaults."""
+    from edge_agent.models import resolve_model
 
     spec = resolve_model(model)
-    verify_model(spec)
-    student = LlamaStudent(
-        spec.path, n_ctx=n_ctx or spec.n_ctx, chat_template=spec.chat_template, name=spec.name
-    )
+    student = make_backend(LLAMA_CPP, spec=spec, n_ctx=n_ctx, runtime=runtime)
     return (
         CachedChat(student, cache_path, spec.sha256),
         GenerationConfig().merged(**dict(spec.generation)),
@@ -52,11 +50,12 @@ def open_student(
 
 
 def build_tuning(
-    pack: Pack, model: str | None, cache_path: Path, scorer: Embedder | None = None
+    pack: Pack, model: str | None, cache_path: Path, scorer: Embedder | None = None,
+    runtime: RuntimeConfig | None = None,
 ) -> TuningSetup:
     from .reference import SentenceEmbedder
 
-    student, generation, name = open_student(model, cache_path)
+    student, generation, name = open_student(model, cache_path, runtime=runtime)
     generation = generation.merged(**pack.settings.table("generation"))
     rcfg = pack.settings.retrieval
     retriever = Retriever(pack.open_embedder(), pack.index, pack.strategies, pack.vectors, rcfg)

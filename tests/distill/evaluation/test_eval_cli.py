@@ -34,7 +34,7 @@ def _reply(messages: Sequence[Mapping[str, str]]) -> str:
 
 @pytest.fixture
 def scripted_students(monkeypatch: pytest.MonkeyPatch) -> None:
-    def loader() -> Any:
+    def loader(runtime: Any = None) -> Any:
         return lambda model: (ScriptedChat(default=GOOD if model == "good" else "ok", name=str(model)), {})
 
     monkeypatch.setattr(conditions, "default_student_loader", loader)

@@ -212,7 +212,7 @@ def test_tune_command_writes_best_into_pack(
 
     fake = CachedChat(ScriptedChat(copier), tmp_path / "calls.sqlite", "fake")
 
-    def fake_setup(p, model, cache_path, scorer=None):  # type: ignore[no-untyped-def]
+    def fake_setup(p, model, cache_path, scorer=None, runtime=None):  # type: ignore[no-untyped-def]
         retriever = Retriever(
             p.open_embedder(), p.index, p.strategies, p.vectors, RetrievalConfig(threshold=0.0, top_k=1)
         )
