@@ -154,7 +154,7 @@ def write_bundle(
     sources: dict[str, Path] = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
-        if rel in loaded.manifest["files"] or rel == "manifest.json":
+        if rel in loaded.manifest.files or rel == "manifest.json":
             sources[f"pack/{rel}"] = path  # only the pack's own files, not an old install record
     if gguf is not None:
         sources[str(pin["file"])] = gguf

@@ -85,7 +85,7 @@ def chat_session(agent: Any, *, as_json: bool, explain: bool, interactive: bool 
     history: list[dict[str, str]] = []
     refused = 0
     if interactive and not as_json:
-        company = agent.pack.manifest["domain"].get("company", "") if agent.pack else ""
+        company = agent.pack.manifest.company if agent.pack else ""
         click.secho(f"edge-agent chat - {company} (offline; Ctrl-D to quit)", dim=True)
     max_tokens = int(getattr(agent.generation, "max_tokens", 256))
     for line in lines:

@@ -71,7 +71,7 @@ class Grounding:
         if turn is None or len(turn) != len(retriever.strategies):
             log.info("pack has no turn vectors (built by an older version); embedding them now")
             turn = embed_turn_texts(retriever.strategies, embedder)
-        domain = dict(pack.manifest.get("domain", {})) if pack is not None else {}
+        domain = dict(pack.manifest.domain) if pack is not None else {}
         specs = specs_from_manifest(domain)
         source_cfg = dict(domain.get("fact_source", {}) or {})
         source = load_fact_source(source_cfg, base=Path(pack.path) if pack is not None else None)

@@ -68,11 +68,9 @@ def prompt_share(system_prompt: str, model: str | None = None) -> PromptShare:
         from .models import resolve_model
 
         spec = resolve_model(model)
-        from llama_cpp import Llama
-        from llama_cpp._utils import suppress_stdout_stderr
+        from .student import load_vocabulary
 
-        with suppress_stdout_stderr(disable=False):  # a vocabulary-only load still warns about n_ctx
-            vocab = Llama(model_path=str(spec.path), vocab_only=True, verbose=False)
+        vocab = load_vocabulary(spec.path)
         tokens = len(vocab.tokenize(system_prompt.encode("utf-8"), add_bos=False, special=False))
         return PromptShare(tokens + 8, int(spec.n_ctx), spec.name, estimated=False)  # + role markers
     except (ModelError, ImportError, ValueError, OSError) as exc:

@@ -379,7 +379,7 @@ def export_command(source: Path, fmt: str, out: Path | None, title: str | None) 
         write_library(out, lib.strategies)
         click.echo(f"wrote {len(lib.strategies)} strategies to {out}")
         return
-    company = lib.pack.manifest.get("domain", {}).get("company", "") if lib.pack else ""
+    company = lib.pack.manifest.company if lib.pack else ""
     name = title or (f"{company} strategy library" if company else f"Strategy library: {lib.name}")
     text = to_markdown(lib.strategies, title=name) if fmt == "markdown" else to_html(lib.strategies, title=name)
     if out is None:

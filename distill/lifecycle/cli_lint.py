@@ -93,7 +93,7 @@ def lint_command(source: Path, domain: Path | None, llm_url: str | None, llm_mod
         rules, policy, rules_from = list(dom.rules), dom.policy, dom.source
         specs = list(dom.facts)
     else:
-        block = lib.pack.manifest.get("domain", {})
+        block = lib.pack.manifest.domain
         # a pack built with a policy digest records the full policy too: audit against that
         policy = str(block.get("policy") or block.get("system_prompt", ""))
         rules, rules_from = rules_from_manifest(block), "pack manifest"

@@ -123,12 +123,12 @@ def bundle_parts(pack: Pack) -> tuple[dict[str, bytes], dict[str, Any], int]:
         "embedder": {**pack.embedder_info, "dim": int(vectors.shape[1])},
         "settings": pack.settings.to_json(),
         "system_prompt": pack.system_prompt,
-        "domain": {k: v for k, v in pack.manifest.get("domain", {}).items() if k in ("name", "company")},
+        "domain": {k: v for k, v in pack.manifest.domain.items() if k in ("name", "company")},
         "query": {"turns": int(retrieval.get("query_turns", 3)), "labels": {"user": "CUSTOMER", "assistant": "AGENT"},
                   "separator": "\n\n"},
         "vectors": {"file": VECTORS_FILE, "header_bytes": HEADER.size, "dtype": "float16", "byte_order": "little"},
-        "source_pack": {"strategies_sha256": pack.manifest["files"]["strategies.jsonl"]["sha256"],
-                        "vectors_sha256": pack.manifest["files"]["vectors.npy"]["sha256"]},
+        "source_pack": {"strategies_sha256": pack.manifest.files["strategies.jsonl"]["sha256"],
+                        "vectors_sha256": pack.manifest.files["vectors.npy"]["sha256"]},
     }
     return parts, manifest, len(pack.strategies) - len(keep)
 

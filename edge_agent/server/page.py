@@ -35,7 +35,7 @@ def add_page_routes(app: FastAPI, agent: Agent, config: ServeConfig, model: str)
     files = {name: asset(name) for name in ("index.html", *STATIC)}
     authorize = bearer_authorizer(config.api_key)
     by_id = {s.id: s for s in (agent.pack.strategies if agent.pack is not None else [])}
-    company = str(agent.pack.manifest.get("domain", {}).get("company", "")) if agent.pack is not None else ""
+    company = agent.pack.manifest.company if agent.pack is not None else ""
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
