@@ -203,3 +203,11 @@ def test_another_mode_on_a_grounded_pack_runs_and_a_misspelt_param_is_refused(tm
     assert "ERROR" not in ran.output and "turns" in ran.output, ran.output
     bad = runner.invoke(cli, [*args, "--param", "min_scor=1"])
     assert bad.exit_code == 1 and "unknown key 'min_scor' (did you mean 'min_score'?)" in bad.output
+
+
+@pytest.mark.real
+def test_prompt_share_counts_with_the_students_own_tokenizer(student_path: Path) -> None:
+    from edge_agent.packbuild import prompt_share
+
+    share = prompt_share(load_domain(demo_dir() / "domain.toml").system_prompt())
+    assert not share.estimated and share.n_ctx == 2048 and 100 < share.tokens < 600
