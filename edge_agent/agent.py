@@ -23,7 +23,7 @@ from .backends import (
     make_backend,
 )
 from .errors import ConfigError
-from .manifest import check_mode_params, prompting_for
+from .pack.manifest import check_mode_params, prompting_for
 from .pack import Pack, load_pack
 from .policy import PolicyRule
 from .prompting import MARKER_STOPS

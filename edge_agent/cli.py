@@ -299,7 +299,7 @@ def pack_build(library: Path | None, domain: Path | None, out: Path | None, embe
     Example:
       edge-agent pack build --library lib.jsonl --domain desk.toml --out packs/desk
     """
-    from .packbuild import build_from_files, to_json
+    from .pack.make import build_from_files, to_json
 
     if library is not None and domain is None:
         raise click.UsageError("--library needs --domain DOMAIN.toml (your desk's policy, rules and settings); "
@@ -356,7 +356,7 @@ def pack_verify(path: Path | None, repair: bool, strict: bool) -> None:
     """Check every file, hash, count and id in a pack and embed one text with its embedder; exit 1 on
     the first problem."""
     from .bundle import resolve_pack
-    from .packbuild import verify_pack
+    from .pack.make import verify_pack
 
     result = verify_pack(resolve_pack(path) or default_pack(), repair=repair, strict=strict)
     if result.repaired:

@@ -19,7 +19,7 @@ from .keys import check_keys
 from .policy import PolicyRule
 
 if TYPE_CHECKING:
-    from .manifest import PackSettings
+    from .pack.manifest import PackSettings
 
 __all__ = ["Domain", "PolicyRule", "Intent", "load_domain", "parse_domain", "persona_grid"]
 
@@ -119,7 +119,7 @@ class Domain:
 
 
 def _pack_settings(settings: Mapping[str, Any], source: str) -> PackSettings:
-    from .manifest import SETTINGS_TABLES, PackSettings
+    from .pack.manifest import SETTINGS_TABLES, PackSettings
 
     return PackSettings.from_tables({k: v for k, v in settings.items() if k in SETTINGS_TABLES},
                                     lambda name: f"{source} [{name}]", source)

@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_agent.files import write_json_atomic
 from edge_agent.library import write_library
-from edge_agent.packbuild import PackSource, make_pack
+from edge_agent.pack.make import PackSource, make_pack
 
 from ..lifecycle.quality import quality_summary
 from .state import State, library_from

@@ -18,7 +18,7 @@ from edge_agent.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
 from edge_agent.pack import EMBEDDER_DIR, BuildReport, Pack
-from edge_agent.packbuild import PackSource, make_pack, select_for_pack
+from edge_agent.pack.make import PackSource, make_pack, select_for_pack
 
 from .lint import Flag
 

@@ -126,7 +126,7 @@ def _agent(pack_path: Path | None, model: str | None, mode: str | None, params: 
     from ..agent import Agent
     from ..bundle import pack_model, resolve_pack
     from ..cli import default_pack, runtime_config
-    from ..manifest import prompting_for
+    from ..pack.manifest import prompting_for
     from ..pack import load_pack
 
     pack = load_pack(resolve_pack(pack_path) or default_pack())  # a directory, or an installed pack's name

@@ -16,7 +16,7 @@ import pytest
 from edge_agent.agent import Agent
 from edge_agent.facts import Facts
 from edge_agent.gate import gate_reply
-from edge_agent.packbuild import build_from_files
+from edge_agent.pack.make import build_from_files
 
 pytestmark = pytest.mark.real
 

@@ -60,7 +60,7 @@ def test_missing_file_gives_no_facts(tmp_path: Path) -> None:
 @pytest.mark.real
 def test_the_retail_suite_passes_with_the_lookup(onnx_embedder_dir: Path, tmp_path: Path) -> None:
     """The third example domain end to end: built with its fact source, its whole suite through the command."""
-    from edge_agent.packbuild import build_from_files
+    from edge_agent.pack.make import build_from_files
 
     pack = tmp_path / "retail"
     build_from_files(REPO / "distill/domains/retail_orders.library.jsonl", REPO / "distill/domains/retail_orders.toml",

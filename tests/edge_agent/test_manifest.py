@@ -17,9 +17,9 @@ from edge_agent.cli import cli, demo_dir
 from edge_agent.domain import load_domain, parse_domain
 from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import ConfigError, PackError
-from edge_agent.manifest import Manifest, PackSettings, prompting_for
+from edge_agent.pack.manifest import Manifest, PackSettings, prompting_for
 from edge_agent.pack import load_pack
-from edge_agent.packbuild import PackSource, make_pack, verify_pack
+from edge_agent.pack.make import PackSource, make_pack, verify_pack
 from edge_agent.retrieval import RetrievalConfig
 from tests.conftest import make_strategies
 
@@ -124,7 +124,7 @@ def test_adapt_params_refuse_an_unknown_key_in_one_line() -> None:
 def test_the_three_build_paths_go_through_make_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import distill.builder.outputs as outputs
     import distill.lifecycle.rebuild as rebuild
-    import edge_agent.packbuild as packbuild
+    import edge_agent.pack.make as packbuild
 
     assert rebuild.make_pack is packbuild.make_pack and outputs.make_pack is packbuild.make_pack
     calls: list[tuple[str, Any]] = []
@@ -163,7 +163,7 @@ def test_pack_build_and_rebuild_write_the_same_manifest(tmp_path: Path, onnx_emb
     from distill.lifecycle.rebuild import pack_source, rebuild_pack
     from edge_agent.embedder import OnnxEmbedder
     from edge_agent.library import read_library
-    from edge_agent.packbuild import build_from_files
+    from edge_agent.pack.make import build_from_files
 
     library, domain = demo_dir() / "library.jsonl", demo_dir() / "domain.toml"
     build_from_files(library, domain, tmp_path / "built", onnx_embedder_dir)
@@ -207,7 +207,7 @@ def test_another_mode_on_a_grounded_pack_runs_and_a_misspelt_param_is_refused(tm
 
 @pytest.mark.real
 def test_prompt_share_counts_with_the_students_own_tokenizer(student_path: Path) -> None:
-    from edge_agent.packbuild import prompt_share
+    from edge_agent.pack.make import prompt_share
 
     share = prompt_share(load_domain(demo_dir() / "domain.toml").system_prompt())
     assert not share.estimated and share.n_ctx == 2048 and 100 < share.tokens < 600

@@ -22,7 +22,7 @@ from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import read_library
 from edge_agent.pack import load_pack
-from edge_agent.packbuild import digest_warnings
+from edge_agent.pack.make import digest_warnings
 from tests.distill.support import finish_build
 
 REPO = Path(__file__).resolve().parents[3]

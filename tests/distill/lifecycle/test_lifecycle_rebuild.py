@@ -14,7 +14,7 @@ from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy, read_library, write_library
 from edge_agent.pack import PackSettings, load_pack
-from edge_agent.packbuild import PackSource
+from edge_agent.pack.make import PackSource
 from tests.conftest import make_strategies
 
 DOMAIN = {"name": "test", "company": "Testnet", "system_prompt": "You help customers."}

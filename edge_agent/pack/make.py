@@ -18,14 +18,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .domain import Domain, load_domain
-from .embedder import Embedder, OnnxEmbedder
-from .errors import ConfigError, ModelError, PackError
-from .facts import FactSpec, specs_from_manifest
-from .library import Strategy, read_library
-from .lint import Flag, blocking, fact_flags, gate, lint_strategies
-from .pack import BuildReport, Pack, PackSettings, build_pack, load_pack, repair_index
-from .policy import PolicyRule
+from ..domain import Domain, load_domain
+from ..embedder import Embedder, OnnxEmbedder
+from ..errors import ConfigError, ModelError, PackError
+from ..facts import FactSpec, specs_from_manifest
+from ..library import Strategy, read_library
+from ..lint import Flag, blocking, fact_flags, gate, lint_strategies
+from .manifest import PackSettings
+from .read import Pack, load_pack
+from .write import BuildReport, build_pack, repair_index
+from ..policy import PolicyRule
 
 __all__ = ["KNOWN_MANIFEST_FIELDS", "MAX_PROMPT_SHARE", "OnFlags", "PackSource", "PackResult", "PromptShare",
            "VerifyReport", "build_from_files", "make_pack", "prompt_share", "select_for_pack", "verify_pack"]
@@ -65,10 +67,10 @@ def prompt_share(system_prompt: str, model: str | None = None) -> PromptShare:
     """Tokens the system prompt takes in the student's window, with the student's own tokenizer
     (a vocabulary-only load); estimated from its length when the model is not installed."""
     try:
-        from .models import resolve_model
+        from ..models import resolve_model
 
         spec = resolve_model(model)
-        from .student import load_vocabulary
+        from ..student import load_vocabulary
 
         vocab = load_vocabulary(spec.path)
         tokens = len(vocab.tokenize(system_prompt.encode("utf-8"), add_bos=False, special=False))

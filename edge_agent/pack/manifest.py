@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .backends import GenerationConfig
-from .errors import ConfigError
-from .keys import check_keys
-from .policy import PolicyRule
-from .rendering import PromptConfig
-from .retrieval import RetrievalConfig
+from ..backends import GenerationConfig
+from ..errors import ConfigError
+from ..keys import check_keys
+from ..policy import PolicyRule
+from ..rendering import PromptConfig
+from ..retrieval import RetrievalConfig
 
 __all__ = ["SETTINGS_TABLES", "Manifest", "PackSettings", "check_mode_params", "mode_param_keys", "prompting_for"]
 
@@ -31,11 +31,11 @@ def check_mode_params(prompting: PromptConfig) -> None:
     their own knobs (plus what their fallback renderer reads); rendering modes read `form` and
     `exemplar_tokens` and ignore the rest, so one registered by a user may take its own."""
     if prompting.mode == "grounded":
-        from .planner import PlannerParams
+        from ..planner import PlannerParams
 
         PlannerParams.from_params(prompting.params)
     elif prompting.mode == "adapt":
-        from .adapt import AdaptParams
+        from ..adapt import AdaptParams
 
         AdaptParams.from_params(prompting.params)
 
@@ -43,11 +43,11 @@ def check_mode_params(prompting: PromptConfig) -> None:
 def mode_param_keys(mode: str) -> frozenset[str] | None:
     """The params keys the adapt and grounded modes read; None for rendering modes (they ignore others)."""
     if mode == "grounded":
-        from .planner import PlannerParams
+        from ..planner import PlannerParams
 
         return frozenset(PlannerParams.__dataclass_fields__)
     if mode == "adapt":
-        from .adapt import RENDER_PARAMS, AdaptParams
+        from ..adapt import RENDER_PARAMS, AdaptParams
 
         return frozenset([*AdaptParams.__dataclass_fields__, *RENDER_PARAMS])
     return None
