@@ -119,7 +119,7 @@ def test_chat_has_the_flag_its_errors_name() -> None:
 def test_pack_verify_fails_on_an_embedder_that_does_not_load(tmp_path: Path, onnx_embedder_dir: Path) -> None:
     from edge_agent.embedder import OnnxEmbedder
     from edge_agent.pack import build_pack
-    from tests.edge_agent.test_hardening_pack import _rehash
+    from tests.edge_agent.pack.test_hardening_pack import _rehash
 
     out = build_pack(tmp_path / "pack", make_strategies(2), OnnxEmbedder(onnx_embedder_dir),
                      embedder_dir=onnx_embedder_dir).path

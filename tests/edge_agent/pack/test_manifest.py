@@ -23,7 +23,7 @@ from edge_agent.pack.make import PackSource, make_pack, verify_pack
 from edge_agent.retrieval import RetrievalConfig
 from tests.conftest import make_strategies
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED_DOMAINS = [demo_dir() / "domain.toml", *sorted((REPO / "distill" / "domains").glob("*.toml"))]
 
 
@@ -196,7 +196,7 @@ def test_another_mode_on_a_grounded_pack_runs_and_a_misspelt_param_is_refused(tm
     pack = tmp_path / "demo"
     make_pack(pack, read_library(demo_dir() / "library.jsonl"), HashEmbedder(dim=32),
               PackSource.from_domain(load_domain(demo_dir() / "domain.toml")), embedder_dir=None)
-    suite = Path(__file__).resolve().parents[1] / "conversations" / "demo.toml"
+    suite = REPO / "tests" / "conversations" / "demo.toml"
     runner = CliRunner()
     args = ["test", str(suite), "--pack", str(pack), "--model", "mock", "-k", "refund-full-month", "--mode", "adapt"]
     ran = runner.invoke(cli, args)
