@@ -128,14 +128,8 @@ class PromptConfig:
         return cls(mode=mode, params=dict(params))
 
 
-RENDERERS: dict[str, Renderer] = {
-    "plain": render_plain,
-    "compact": render_compact,
-    "bracketed": render_bracketed,
-}
-
-
 def register_renderer(name: str, fn: Renderer) -> None:
+    """Add a rendering mode of your own (the built-in ones are the `RENDERERS` table, after the modes)."""
     RENDERERS[name] = fn
 
 
@@ -296,13 +290,6 @@ def combine(
     return render
 
 
-for _name in ("system", "exemplar", "exemplar_system", "demo"):
-    register_renderer(_name, combine(_name))
-for _combo in COMBINED_MODES:
-    register_renderer(_combo, combine(*_combo.split("+")))
-register_renderer("adapt", revision_prompt)
-
-
 def render_grounded(
     system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit], params: Mapping[str, Any]
 ) -> Messages:
@@ -310,7 +297,17 @@ def render_grounded(
     return RENDERERS[str(params.get("fallback", "compact"))](system_prompt, history, hits, {})
 
 
-register_renderer("grounded", render_grounded)
+
+# Every built-in mode, in one table: name -> renderer.
+RENDERERS: dict[str, Renderer] = {
+    "plain": render_plain,
+    "compact": render_compact,
+    "bracketed": render_bracketed,
+    **{name: combine(name) for name in ("system", "exemplar", "exemplar_system", "demo")},
+    **{combo: combine(*combo.split("+")) for combo in COMBINED_MODES},
+    "adapt": revision_prompt,
+    "grounded": render_grounded,
+}
 
 
 def cap_tokens(text: str, budget: int, count: Callable[[str], int] = approx_tokens) -> tuple[str, bool]:
