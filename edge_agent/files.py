@@ -6,10 +6,11 @@ import hashlib
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["sha256_file", "is_lfs_pointer", "write_json_atomic", "write_bytes_atomic", "home_dir"]
+__all__ = ["sha256_file", "is_lfs_pointer", "read_json_object", "write_json_atomic", "write_bytes_atomic", "home_dir"]
 
 _LFS_MAGIC = b"version https://git-lfs.github.com/spec"
 
@@ -45,6 +46,21 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object, read once per version of the file ({} for any other JSON value).
+
+    Fact sources call this every turn; the file is parsed again only when its size or mtime changes.
+    """
+    stat = path.stat()
+    return _read_json_object(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=8)
+def _read_json_object(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -8,12 +8,12 @@ the account number) appear in the customer's messages; outage facts need only a 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from ..files import read_json_object
 
 __all__ = ["facts", "find_postcodes"]
 
@@ -28,19 +28,13 @@ def find_postcodes(text: str) -> list[str]:
     return [f"{a.upper()} {b.upper()}" for a, b in _POSTCODE.findall(text)]
 
 
-@lru_cache(maxsize=4)
-def _load(path: str, mtime: float) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
-
-
 def facts(
     messages: Sequence[Mapping[str, str]], known: Mapping[str, Any], data: Path | None
 ) -> dict[str, Any]:
     """Facts about the account and its area that the customer's own words let us look up."""
     if data is None or not Path(data).is_file():
         return {}
-    db = _load(str(data), Path(data).stat().st_mtime)
+    db = read_json_object(Path(data))
     said = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
     low = " ".join(said.lower().split())
     postcodes = find_postcodes(said)

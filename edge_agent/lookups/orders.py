@@ -9,13 +9,13 @@ File shape: {"as_of": "YYYY-MM-DD", "orders": [{order_id, email, name, zip, stat
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from ..files import read_json_object
 
 __all__ = ["facts", "order_facts"]
 
@@ -23,12 +23,6 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _ORDER_ID = re.compile(r"\b[A-Z]{2,4}-\d{4,6}\b", re.IGNORECASE)
 _ZIP = re.compile(r"(?<![\w-])\d{5}(?![\w-])")  # not the digits of an order number like LH-20417
 _SHIPPED = {"shipped", "out_for_delivery"}
-
-
-@lru_cache(maxsize=4)
-def _load(path: str, mtime: float) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
 
 
 def _day(iso: str | None) -> str:
@@ -106,7 +100,7 @@ def facts(messages: Sequence[Mapping[str, str]], known: Mapping[str, Any], data:
     """Facts about the customer's order, looked up from what they wrote (see the module docstring)."""
     if data is None or not Path(data).is_file():
         return {}
-    db = _load(str(data), Path(data).stat().st_mtime)
+    db = read_json_object(Path(data))
     said = "\n".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
     low = " ".join(said.lower().split())
     emails = {e.lower().rstrip(".") for e in _EMAIL.findall(said)}
