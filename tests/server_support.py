@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -87,6 +87,15 @@ class SlowChat:
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         text = "".join(self.stream(messages, config))
         return ChatResult(text=text, usage=Usage(10, self.words))
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
+    """Poll `condition` every 20 ms until it is true; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import pytest
 
 from edge_agent.agent import Agent
 from edge_agent.backends import ScriptedChat
-from tests.server_support import SlowChat, loopback_only, running_server
+from tests.server_support import SlowChat, loopback_only, running_server, wait_for
 
 CUSTOMER = [{"role": "user", "content": "my internet is down since yesterday"}]
 HTTP = httpx.Client(timeout=20)
@@ -29,14 +29,6 @@ def no_outside_network() -> Iterator[None]:
 
 def post(base: str, body: bytes) -> httpx.Response:
     return HTTP.post(base + "/v1/chat/completions", content=body, headers={"content-type": "application/json"})
-
-
-def _wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("body, code", [
@@ -65,11 +57,11 @@ def test_non_streamed_request_stops_when_its_client_leaves(hash_pack: Path, capl
         sock = socket.create_connection((host, int(port)))
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-        _wait_for(lambda: slow.calls)
+        wait_for(lambda: slow.calls)
         time.sleep(0.5)
         sock.close()  # the client gives up, as a script with a 1 s timeout would
         start = time.monotonic()
-        _wait_for(lambda: slow.ended == ["closed"], timeout=5)
+        wait_for(lambda: slow.ended == ["closed"], timeout=5)
         stopped_after = time.monotonic() - start
         nxt = HTTP.post(base + "/v1/chat/completions", json={"messages": CUSTOMER, "max_tokens": 3})
     assert nxt.status_code == 200
@@ -86,7 +78,7 @@ def test_timed_out_request_logs_its_strategies(hash_pack: Path, caplog: pytest.L
     caplog.set_level("INFO", logger="edge_agent.server.requests")
     with running_server(agent, request_timeout=0.3) as base:
         assert HTTP.post(base + "/v1/chat/completions", json={"messages": CUSTOMER}).status_code == 504
-        _wait_for(lambda: any('"timeout"' in r.getMessage() for r in caplog.records))
+        wait_for(lambda: any('"timeout"' in r.getMessage() for r in caplog.records))
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "edge_agent.server.requests"]
     timed_out = [r["strategies"] for r in records if r.get("outcome") == "timeout"]
     assert len(timed_out) == 1 and timed_out[0][0] == "t-000"

@@ -22,7 +22,7 @@ from edge_agent.embedder import HashEmbedder
 from edge_agent.pack import build_pack
 from edge_agent.prompting import GUIDANCE_CLOSE, GUIDANCE_OPEN
 from tests.conftest import make_strategies
-from tests.server_support import SlowChat, loopback_only, running_server
+from tests.server_support import SlowChat, loopback_only, running_server, wait_for
 
 CUSTOMER = [{"role": "user", "content": "my internet is down since yesterday"}]
 
@@ -173,10 +173,10 @@ def test_full_queue_answers_429_with_retry_after(hash_pack: Path) -> None:
     with running_server(agent, queue_size=1) as base:
         running = threading.Thread(target=call)
         running.start()
-        _wait_for(lambda: HTTP.get(base + "/health").json()["busy"])
+        wait_for(lambda: HTTP.get(base + "/health").json()["busy"])
         waiting = threading.Thread(target=call)
         waiting.start()
-        _wait_for(lambda: HTTP.get(base + "/health").json()["queued"] == 1)
+        wait_for(lambda: HTTP.get(base + "/health").json()["queued"] == 1)
         with pytest.raises(openai.RateLimitError) as err:
             client(base).chat.completions.create(model="m", messages=CUSTOMER)
         gate.set()
@@ -185,14 +185,6 @@ def test_full_queue_answers_429_with_retry_after(hash_pack: Path) -> None:
     assert err.value.status_code == 429 and err.value.code == "queue_full"
     assert int(err.value.response.headers["retry-after"]) >= 1
     assert [r.choices[0].message.content for r in results] == ["w w w", "w w w"]
-
-
-def _wait_for(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def test_disconnect_mid_stream_frees_the_worker(hash_pack: Path) -> None:
@@ -207,7 +199,7 @@ def test_disconnect_mid_stream_frees_the_worker(hash_pack: Path) -> None:
         start = time.monotonic()
         nxt = client(base).chat.completions.create(model="m", messages=CUSTOMER, max_tokens=5)
         elapsed = time.monotonic() - start
-        _wait_for(lambda: HTTP.get(base + "/health").json()["counts"]["cancelled"] == 1)
+        wait_for(lambda: HTTP.get(base + "/health").json()["counts"]["cancelled"] == 1)
     assert nxt.choices[0].message.content == "w w w w w"
     assert elapsed < 3.0, f"the next request waited {elapsed:.1f} s"
     assert slow.ended[0] == "closed"
