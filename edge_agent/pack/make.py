@@ -26,7 +26,7 @@ from ..library import Strategy, read_library
 from ..lint import Flag, blocking, fact_flags, gate, lint_strategies
 from .manifest import PackSettings
 from .read import Pack, load_pack
-from .write import BuildReport, build_pack, repair_index
+from .write import BuildReport, build_pack, repair_index, select_for_pack
 from ..policy import PolicyRule
 
 __all__ = ["KNOWN_MANIFEST_FIELDS", "MAX_PROMPT_SHARE", "OnFlags", "PackSource", "PackResult", "PromptShare",
@@ -115,17 +115,6 @@ class PackResult:
     left_out: list[str]  # ids left out for blocking flags (on_flags="leave_out")
     dropped_rejected: int
     dropped_pending: int
-
-
-def select_for_pack(strategies: Sequence[Strategy], approved_only: bool) -> tuple[list[Strategy], int, int]:
-    """(strategies to pack, rejected dropped, pending dropped): rejected never ship, pending ship
-    unless `approved_only`."""
-    rejected = sum(s.status == "rejected" for s in strategies)
-    kept = [s for s in strategies if s.status != "rejected"]
-    pending = sum(s.status == "pending" for s in kept) if approved_only else 0
-    if approved_only:
-        kept = [s for s in kept if s.status == "approved"]
-    return kept, rejected, pending
 
 
 def make_pack(out: Path, strategies: Sequence[Strategy], embedder: Embedder, source: PackSource, *,

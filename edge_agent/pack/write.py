@@ -126,6 +126,17 @@ def write_pack(
     return root
 
 
+def select_for_pack(strategies: Sequence[Strategy], approved_only: bool) -> tuple[list[Strategy], int, int]:
+    """(strategies to pack, rejected dropped, pending dropped): the one rule for every build, rejected
+    never ship, pending ship unless `approved_only`."""
+    rejected = sum(s.status == "rejected" for s in strategies)
+    kept = [s for s in strategies if s.status != "rejected"]
+    pending = sum(s.status == "pending" for s in kept) if approved_only else 0
+    if approved_only:
+        kept = [s for s in kept if s.status == "approved"]
+    return kept, rejected, pending
+
+
 @dataclass(frozen=True)
 class BuildReport:
     path: Path
@@ -158,10 +169,7 @@ def build_pack(
     batch, so a row's vector would depend on its batch mates (cosine ~0.99), and an incremental
     rebuild would differ from a full one and from how queries are embedded on the device.
     """
-    # One rule for every build: rejected strategies never ship; pending ones ship unless approved_only.
-    items = [s for s in strategies if s.status != "rejected"]
-    if approved_only:
-        items = [s for s in items if s.status == "approved"]
+    items, _, _ = select_for_pack(strategies, approved_only)
     if not items:
         raise fail("no strategies to pack" + (" (none approved; review them or drop --approved-only)"
                                                  if approved_only else " (none left once rejected ones are "
