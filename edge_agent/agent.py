@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from .backends import (
     LLAMA_CPP,
@@ -31,6 +31,9 @@ from .rendering import PromptConfig, render_prompt
 from .reply import Reply, ReplyStream
 from .retrieval import Retrieval, RetrievalConfig, Retriever, approx_tokens
 from .runtime import RuntimeConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 __all__ = ["Agent", "Reply", "ReplyStream", "mock_student", "student_for", "MARKER_STOPS"]
 
@@ -155,11 +158,13 @@ class Agent:
             return int(self.student.count_tokens(text))
         return approx_tokens(text)
 
-    def retrieve(self, history: Sequence[Message], retrieval: RetrievalConfig | None = None) -> Retrieval:
+    def retrieve(self, history: Sequence[Message], retrieval: RetrievalConfig | None = None, *,
+                 vector: np.ndarray | None = None) -> Retrieval:
+        """The strategies for this turn; `vector`: the recent window (`query_text`) already embedded."""
         cfg = retrieval or self.retrieval
         if self.retriever is None or self.prompting.mode == "plain":
             return Retrieval(query="", hits=[])
-        return self.retriever.retrieve(history, cfg)
+        return self.retriever.retrieve(history, cfg, vector=vector)
 
     def prepare(self, history: Sequence[Message], *, retrieval: RetrievalConfig | None = None,
                 prompting: PromptConfig | None = None) -> tuple[list[dict[str, str]], Retrieval, float]:

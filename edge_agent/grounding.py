@@ -111,9 +111,9 @@ class Grounding:
 
     def candidates(
         self, history: Sequence[Mapping[str, str]]
-    ) -> tuple[list[Hit], np.ndarray, dict[str, float]]:
-        """Hits for the recent window and the latest request (best score per entry), the request
-        vectors, and timings."""
+    ) -> tuple[list[Hit], np.ndarray, np.ndarray, dict[str, float]]:
+        """Hits for the recent window and the latest request (best score per entry), the window's
+        vector, the request vectors, and timings."""
         retriever = self._retriever()
         cfg = self.agent.retrieval
         t0 = time.perf_counter()
@@ -132,7 +132,7 @@ class Grounding:
                 best[hit.strategy.id] = hit
         hits = sorted(best.values(), key=lambda h: -h.score)
         t2 = time.perf_counter()
-        return hits, request_vec, {"embed_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
+        return hits, window_vec, request_vec, {"embed_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
 
     def stream(
         self, history: Sequence[Mapping[str, str]], cfg: GenerationConfig, pcfg: PromptConfig
@@ -140,7 +140,7 @@ class Grounding:
 
         agent = self.agent
         start = time.perf_counter()
-        hits, request_vec, timings = self.candidates(history)
+        hits, window_vec, request_vec, timings = self.candidates(history)
         t0 = time.perf_counter()
         facts = self.tracker.derive(history)
         best_relevance = self.planner.best_relevance(request_vec)
@@ -158,7 +158,7 @@ class Grounding:
         messages: list[dict[str, str]] = []
         stats: dict[str, Any] = {}
         if plan.route == "generate":
-            plan, messages, stats = self._draft(history, plan, facts, cfg, pcfg, request_vec)
+            plan, messages, stats = self._draft(history, plan, facts, cfg, pcfg, window_vec, request_vec)
         text, cut = self._final(plan, history, facts, cfg)
         if cut:
             stats["finish_reason"] = "length"
@@ -201,11 +201,12 @@ class Grounding:
         facts: Facts,
         cfg: GenerationConfig,
         pcfg: PromptConfig,
+        window_vec: np.ndarray,
         request_vecs: np.ndarray,
     ) -> tuple[Plan, list[dict[str, str]], dict[str, Any]]:
         """The student's draft, shown only if it passes the gate; otherwise a safe reply."""
         agent = self.agent
-        guidance = agent.retrieve(history).hits
+        guidance = agent.retrieve(history, vector=window_vec).hits  # the window, embedded by `candidates`
         fallback = PromptConfig.from_mapping({"mode": self.params.fallback, "params": {}})
         messages = render_prompt(agent.system_prompt, history, guidance, fallback)
         t0 = time.perf_counter()

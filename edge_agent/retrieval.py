@@ -139,12 +139,14 @@ class Retriever:
         self.config = config or RetrievalConfig()
         self.cost = cost or (lambda s: approx_tokens(s.compact or s.strategy))
 
-    def search_text(self, text: str, config: RetrievalConfig | None = None) -> Retrieval:
+    def search_text(self, text: str, config: RetrievalConfig | None = None, *,
+                    vector: np.ndarray | None = None) -> Retrieval:
+        """Hits for `text`; `vector` is `text` already embedded this turn (then it is not embedded again)."""
         cfg = config or self.config
         if cfg.top_k == 0 or not text.strip():
             return Retrieval(query=text, hits=[], timings={"embed_ms": 0.0, "search_ms": 0.0})
         t0 = time.perf_counter()
-        vec = self.embedder.embed([text])
+        vec = self.embedder.embed([text]) if vector is None else np.atleast_2d(vector)
         t1 = time.perf_counter()
         scores, rows = self.index.search(vec, max(cfg.candidates, cfg.top_k))
         t2 = time.perf_counter()
@@ -153,6 +155,8 @@ class Retriever:
         return Retrieval(query=text, hits=hits, timings={
             "embed_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3, "select_ms": (t3 - t2) * 1e3})
 
-    def retrieve(self, messages: Sequence[Mapping[str, str]], config: RetrievalConfig | None = None) -> Retrieval:
+    def retrieve(self, messages: Sequence[Mapping[str, str]], config: RetrievalConfig | None = None, *,
+                 vector: np.ndarray | None = None) -> Retrieval:
+        """Hits for the recent conversation (`query_text`); `vector`: that text already embedded."""
         cfg = config or self.config
-        return self.search_text(query_text(messages, cfg.query_turns), cfg)
+        return self.search_text(query_text(messages, cfg.query_turns), cfg, vector=vector)
