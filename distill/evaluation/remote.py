@@ -39,14 +39,8 @@ class RoleChat:
         self.format = response_format(endpoint, json_model)
         self.ledger = CachedCalls(cache, meter=meter, run_id=run_id, advice=_ADVICE)
 
-    def default_config(self) -> GenerationConfig:
-        return GenerationConfig(temperature=self.endpoint.temperature, max_tokens=self.endpoint.max_tokens)
-
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
-        cfg = config or self.default_config()
-        request = ChatRequest(messages=[{"role": m["role"], "content": m["content"]} for m in messages],
-                              temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                              response_format=self.format, seed=cfg.seed)
+        request = ChatRequest.of(self.endpoint, messages, config, self.format)
         key = request_key(self.endpoint.identity(), request.messages, request.params())
         result, _ = self.ledger.call(key, self.endpoint.role, self.endpoint.model,
                                      {"messages": request.messages, **request.params()},

@@ -39,6 +39,16 @@ class ChatRequest:
     response_format: Mapping[str, Any] | None = None
     seed: int | None = None
 
+    @classmethod
+    def of(cls, endpoint: Endpoint, messages: Sequence[Message], config: GenerationConfig | None = None,
+           response_format: Mapping[str, Any] | None = None) -> ChatRequest:
+        """What a `chat(messages, config)` call sends: the config's temperature, max_tokens and seed (the
+        endpoint's temperature and max_tokens without one)."""
+        cfg = config or GenerationConfig(temperature=endpoint.temperature, max_tokens=endpoint.max_tokens)
+        return cls(messages=[{"role": m["role"], "content": m["content"]} for m in messages],
+                   temperature=cfg.temperature, max_tokens=cfg.max_tokens, response_format=response_format,
+                   seed=cfg.seed)
+
     def params(self) -> dict[str, Any]:
         """What, beside model and messages, identifies this request (the cache key uses it)."""
         return {"temperature": self.temperature, "max_tokens": self.max_tokens,
@@ -144,15 +154,8 @@ class OpenAIChat:
         entry = {k: v for k, v in match[0].items() if k != "created"}
         return hashlib.sha256(json.dumps(entry, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
 
-    def request(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatRequest:
-        """What `chat` sends: the config's temperature, max_tokens and seed (the endpoint's without one)."""
-        cfg = config or GenerationConfig(temperature=self.endpoint.temperature, max_tokens=self.endpoint.max_tokens)
-        return ChatRequest(messages=[{"role": m["role"], "content": m["content"]} for m in messages],
-                           temperature=cfg.temperature, max_tokens=cfg.max_tokens,
-                           response_format=self.response_format, seed=cfg.seed)
-
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
-        return self.send(self.request(messages, config))
+        return self.send(ChatRequest.of(self.endpoint, messages, config, self.response_format))
 
     def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:
         return ChatStream.of(self.chat(messages, config))
