@@ -254,23 +254,23 @@ class FactTracker:
             self._example_vecs[spec.id] = self.embed(list(spec.examples))
         return self._example_vecs[spec.id]
 
+    def vector(self, text: str) -> np.ndarray:
+        """`text` embedded, once per distinct text (the grounded turn embeds its requests through here)."""
+        if self.embed is None:
+            raise ConfigError("this fact tracker has no embedder")
+        vec = self._text_vecs.get(text)
+        if vec is None:
+            vec = self._text_vecs[text] = self.embed([text])[0]
+            if len(self._text_vecs) > 512:  # a long-running server sees many conversations
+                self._text_vecs.pop(next(iter(self._text_vecs)))
+        return vec
+
     def _message_vecs(self, messages: Sequence[Mapping[str, str]]) -> dict[int, np.ndarray] | None:
         """Vectors of the customer's messages, embedded once per distinct text (only if a fact has
         examples)."""
         if self.embed is None or not any(s.examples for s in self.specs):
             return None
-        out: dict[int, np.ndarray] = {}
-        for i, m in enumerate(messages):
-            if m.get("role") != "user":
-                continue
-            text = str(m.get("content", ""))
-            vec = self._text_vecs.get(text)
-            if vec is None:
-                vec = self._text_vecs[text] = self.embed([text])[0]
-                if len(self._text_vecs) > 512:  # a long-running server sees many conversations
-                    self._text_vecs.pop(next(iter(self._text_vecs)))
-            out[i] = vec
-        return out
+        return {i: self.vector(str(m.get("content", ""))) for i, m in enumerate(messages) if m.get("role") == "user"}
 
     def derive(
         self, messages: Sequence[Mapping[str, str]], message_vecs: Mapping[int, np.ndarray] | None = None

@@ -118,9 +118,8 @@ class Grounding:
         cfg = self.agent.retrieval
         t0 = time.perf_counter()
         window_vec = retriever.embedder.embed([query_text(history, cfg.query_turns)])[0]
-        request_vec = np.stack(
-            [retriever.embedder.embed([t])[0] for t in self.planner.request_texts(history)]
-        )
+        # through the tracker's cache: deriving the facts embeds the same customer line
+        request_vec = np.stack([self.tracker.vector(t) for t in self.planner.request_texts(history)])
         t1 = time.perf_counter()
         k = max(self.params.candidates, cfg.top_k)
         best: dict[str, Hit] = {}
