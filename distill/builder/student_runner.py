@@ -45,8 +45,6 @@ class StudentRunner:
         self.prompting = settings.prompting
         self.generation = GenerationConfig(**{**settings.table("generation"), "max_tokens": max_tokens,
                                               "temperature": 0.0})
-        self.cache = cache
-        self.run_id = run_id
         self.id = student_id or f"student:{backend.name}"
         self.ledger = CachedCalls(cache, run_id=run_id, paid=False)
         self._lock: asyncio.Lock | None = None
@@ -54,11 +52,11 @@ class StudentRunner:
 
     @property
     def calls(self) -> int:
-        return self.ledger.calls[self.id]
+        return self.ledger.count(self.id)[0]
 
     @property
     def cache_hits(self) -> int:
-        return self.ledger.hits[self.id]
+        return self.ledger.count(self.id)[1]
 
     def _agent(self, retriever: Retriever | None) -> Agent:
         return Agent(self.backend, system_prompt=self.system_prompt, retriever=retriever,

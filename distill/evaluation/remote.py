@@ -33,8 +33,6 @@ class RoleChat:
                  run_id: str = "eval", json_model: type[BaseModel] | None = None) -> None:
         self.endpoint = endpoint
         self.backend = backend
-        self.meter = meter
-        self.cache = cache
         self.name = f"{endpoint.role}:{endpoint.model}"
         self.format = response_format(endpoint, json_model)
         self.ledger = CachedCalls(cache, meter=meter, run_id=run_id, advice=_ADVICE)

@@ -103,9 +103,7 @@ class Caller:
                  json_retries: int = 2, on_call: Callable[[str, bool], None] | None = None) -> None:
         self.endpoints = dict(endpoints)
         self.backends = dict(backends)
-        self.cache = cache
         self.meter = meter
-        self.run_id = run_id
         self.json_retries = json_retries
         self.on_call = on_call
         self.ledger = CachedCalls(cache, meter=meter, run_id=run_id)
