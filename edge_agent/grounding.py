@@ -133,10 +133,8 @@ class Grounding:
         t2 = time.perf_counter()
         return hits, window_vec, request_vec, {"embed_ms": (t1 - t0) * 1e3, "search_ms": (t2 - t1) * 1e3}
 
-    def stream(
-        self, history: Sequence[Mapping[str, str]], cfg: GenerationConfig, pcfg: PromptConfig
-    ) -> ReplyStream:
-
+    def stream(self, history: Sequence[Mapping[str, str]], cfg: GenerationConfig) -> ReplyStream:
+        """One grounded turn (its route chosen with the params the agent's grounded mode was built with)."""
         agent = self.agent
         start = time.perf_counter()
         hits, window_vec, request_vec, timings = self.candidates(history)
@@ -157,7 +155,7 @@ class Grounding:
         messages: list[dict[str, str]] = []
         stats: dict[str, Any] = {}
         if plan.route == "generate":
-            plan, messages, stats = self._draft(history, plan, facts, cfg, pcfg, window_vec, request_vec)
+            plan, messages, stats = self._draft(history, plan, facts, cfg, window_vec, request_vec)
         text, cut = self._final(plan, history, facts, cfg)
         if cut:
             stats["finish_reason"] = "length"
@@ -199,7 +197,6 @@ class Grounding:
         plan: Plan,
         facts: Facts,
         cfg: GenerationConfig,
-        pcfg: PromptConfig,
         window_vec: np.ndarray,
         request_vecs: np.ndarray,
     ) -> tuple[Plan, list[dict[str, str]], dict[str, Any]]:

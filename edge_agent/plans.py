@@ -174,7 +174,7 @@ class GroundedPlan:
 
     def stream(self, agent: Agent, history: Sequence[Message], *, generation: GenerationConfig,
                retrieval: RetrievalConfig | None, prompting: PromptConfig) -> ReplyStream:
-        return agent.grounding().stream(history, generation, prompting)
+        return agent.grounding().stream(history, generation)
 
 
 def plan_for(mode: str) -> TurnPlan:
