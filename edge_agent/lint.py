@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .library import Strategy
+from .pack.manifest import rules_from_manifest  # re-exported: the builder's lint reads a pack's rules
 from .policy import PolicyRule
 from .rulecheck import RuleChecker
 
@@ -217,17 +218,6 @@ def gate(flags: Sequence[Flag], *, allow: bool) -> None:
             f"lint found {len(stop)} flag(s) in {len({f.strategy_id for f in stop})} strategies (first: "
             f"{first.strategy_id} {first.field} '{first.rule}': {first.excerpt[:60]}); fix or reject them "
             "(edge-agent library lint LIBRARY shows all) or pass --allow-lint-flags")
-
-
-def rules_from_manifest(domain: Mapping[str, Any]) -> list[PolicyRule]:
-    """The policy rules a pack's manifest carries (manifest.domain.rules)."""
-    rules = []
-    for n, raw in enumerate(domain.get("rules", []) or [], 1):
-        try:
-            rules.append(PolicyRule(**raw))
-        except TypeError as exc:
-            raise ConfigError(f"manifest.domain.rules #{n} is malformed ({exc}); rebuild with --domain") from None
-    return rules
 
 
 def fact_flags(strategies: Iterable[Strategy], specs: Sequence[Any]) -> list[Flag]:

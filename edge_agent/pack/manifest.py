@@ -20,7 +20,8 @@ from ..policy import PolicyRule
 from ..rendering import PromptConfig
 from ..retrieval import RetrievalConfig
 
-__all__ = ["SETTINGS_TABLES", "Manifest", "PackSettings", "check_mode_params", "mode_param_keys", "prompting_for"]
+__all__ = ["SETTINGS_TABLES", "Manifest", "PackSettings", "check_mode_params", "mode_param_keys", "prompting_for",
+           "rules_from_manifest"]
 
 SETTINGS_TABLES = ("retrieval", "prompting", "generation")
 Table = Mapping[str, Any]
@@ -69,6 +70,18 @@ def prompting_for(pack: Table, override: Table | None) -> dict[str, Any]:
     if "params" in pack and keys is not None:
         out["params"] = {k: v for k, v in dict(pack["params"] or {}).items() if k in keys}
     return out
+
+
+def rules_from_manifest(domain: Mapping[str, Any]) -> list[PolicyRule]:
+    """The policy rules a manifest's domain block carries (manifest.domain.rules)."""
+    rules = []
+    for n, raw in enumerate(domain.get("rules", []) or [], 1):
+        try:
+            rules.append(PolicyRule(**raw))
+        except TypeError as exc:
+            raise ConfigError(f"manifest.domain.rules #{n} is malformed ({exc}); rebuild the pack with "
+                              "--domain DOMAIN.toml") from None
+    return rules
 
 
 def _table(config: Any) -> dict[str, Any]:
@@ -210,14 +223,7 @@ class Manifest(Mapping[str, Any]):
     @property
     def rules(self) -> list[PolicyRule]:
         """The policy rules the pack was built with (manifest.domain.rules)."""
-        rules = []
-        for n, raw in enumerate(self.domain.get("rules", []) or [], 1):
-            try:
-                rules.append(PolicyRule(**raw))
-            except TypeError as exc:
-                raise ConfigError(f"manifest.domain.rules #{n} is malformed ({exc}); rebuild the pack with "
-                                  "--domain DOMAIN.toml") from None
-        return rules
+        return rules_from_manifest(self.domain)
 
     def data_files(self) -> list[str]:
         """The fact-source data files the pack carries (its files under facts/)."""
