@@ -60,7 +60,7 @@ def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str,
         try:
             return await run_build(build)
         finally:
-            await build.aclose()
+            build.close()
 
     try:
         with progress:

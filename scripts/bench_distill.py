@@ -52,7 +52,7 @@ def build_once(tmp: Path, name: str, url: str, concurrency: int, personas: int, 
         try:
             report = await run_build(b)
         finally:
-            await b.aclose()
+            b.close()
         if report["status"] != "finished":
             raise SystemExit(f"{name}: run did not finish: {report['reason']}")
         return time.perf_counter() - start

@@ -70,7 +70,8 @@ class Build:
         if self.on_event is not None:
             self.on_event(name, data)
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
+        """Close the role backends (each once) and the journal."""
         for backend in {id(b): b for b in self.backends.values()}.values():
             closer = getattr(backend, "close", None)
             if closer is not None:

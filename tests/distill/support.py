@@ -15,5 +15,5 @@ def finish_build(b: Build) -> dict[str, Any]:
         try:
             return await run_build(b)
         finally:
-            await b.aclose()
+            b.close()
     return asyncio.run(go())
