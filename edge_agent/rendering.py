@@ -88,22 +88,14 @@ def render_plain(system_prompt: str, history: Sequence[Mapping[str, str]], hits:
 def render_compact(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
                    params: Mapping[str, Any]) -> Messages:
     """Compact strategies as a delimited block after the latest customer message."""
-    form = str(params.get("form", "compact"))
-    return _after_last_user(system_prompt, history, hits, lambda top: "\n".join(
-        [GUIDANCE_OPEN, *(guidance_text(h.strategy, form) for h in top), GUIDANCE_CLOSE]))
+    return _compact_part(base_messages(system_prompt, history), hits, params)
 
 
 def render_bracketed(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
                      params: Mapping[str, Any]) -> Messages:
     """The paper's rendering: the full strategy of the top hit in brackets after the message."""
-    return _after_last_user(system_prompt, history, hits, lambda top: f"[{guidance_text(top[0].strategy, 'full')}]")
-
-
-def _after_last_user(system_prompt: str, history: Sequence[Mapping[str, str]], hits: Sequence[Hit],
-                     block: Callable[[Sequence[Hit]], str]) -> Messages:
-    """The conversation with `block(hits)` after the latest customer message (unchanged without hits)."""
     messages = base_messages(system_prompt, history)
-    return append_to_last_user(messages, block(hits)) if hits else messages
+    return append_to_last_user(messages, f"[{guidance_text(hits[0].strategy, 'full')}]") if hits else messages
 
 
 Renderer = Callable[[str, Sequence[Mapping[str, str]], Sequence[Hit], Mapping[str, Any]], Messages]
@@ -145,13 +137,10 @@ def render_prompt(
 ) -> Messages:
     """Messages for the student: system prompt, history, and this turn's guidance."""
     cfg = config or PromptConfig()
-    try:
-        renderer = RENDERERS[cfg.mode]
-    except KeyError:
-        raise ConfigError(f"unknown rendering mode {cfg.mode!r}; valid modes: {', '.join(renderer_names())}") from None
+    check_mode(cfg.mode)
     if not history or history[-1].get("role") != "user":
         raise ConfigError("the conversation must end with a customer (user) message to reply to")
-    return renderer(system_prompt, history, hits, cfg.params)
+    return RENDERERS[cfg.mode](system_prompt, history, hits, cfg.params)
 
 
 def check_mode(mode: str) -> None:
