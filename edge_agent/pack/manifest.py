@@ -172,9 +172,9 @@ class _Part:
 class Manifest(Mapping[str, Any]):
     """A loaded pack's manifest.json: typed parts, and read-only access to the raw JSON."""
 
-    def __init__(self, data: Mapping[str, Any], settings: PackSettings | None = None) -> None:
+    def __init__(self, data: Mapping[str, Any]) -> None:
         self._data = dict(data)
-        self._settings = settings if settings is not None else PackSettings.from_tables(
+        self._settings = PackSettings.from_tables(
             self._data.get("settings", {}), lambda name: f"manifest.settings.{name}", "manifest.settings")
 
     def __getitem__(self, key: str) -> Any:

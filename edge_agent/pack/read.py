@@ -70,9 +70,6 @@ class Pack:
             return HashEmbedder(dim=int(info["dim"]), seed=int(info.get("seed", 0)), id=info["id"])
         return OnnxEmbedder(self.path / EMBEDDER_DIR, threads=threads)
 
-    def exact_index(self) -> ExactIndex:
-        return ExactIndex(self.vectors)
-
 
 
 def load_pack(
