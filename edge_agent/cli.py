@@ -343,7 +343,7 @@ def pack_inspect(path: Path | None, as_json: bool) -> None:
     click.echo(f"embedder    {m.embedder.get('id')}  dim {m.embedder.get('dim')}  "
                f"{m.embedder.get('quantization', '')}")
     click.echo(f"index       {m.index.get('kind')}")
-    click.echo(f"settings    {json.dumps(m.to_json().get('settings', {}))}")
+    click.echo(f"settings    {json.dumps(m.get('settings', {}))}")
     for rel, entry in sorted(m.files.items()):
         click.echo(f"  {entry['bytes']:>10}  {entry['sha256'][:16]}  {rel}")
 
