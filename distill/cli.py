@@ -18,7 +18,6 @@ import click
 from edge_agent.cli import LazyGroup
 from edge_agent.domain import load_domain
 
-from .builder.progress import Progress as _Progress
 from .config import settings_from_domain
 
 __all__ = ["distill_group"]
@@ -48,10 +47,11 @@ def _execute(run_dir: Path, as_json: bool, no_progress: bool, loop: Mapping[str,
     from edge_agent.cli import runtime_config
 
     from .builder.loop import run_build
+    from .builder.progress import Progress
     from .builder.rundir import open_build
 
     show = not as_json and not no_progress
-    progress = _Progress(enabled=show and sys.stderr.isatty(), lines=show)
+    progress = Progress(enabled=show and sys.stderr.isatty(), lines=show)
     build = open_build(run_dir, loop=loop, budget=budget, teacher=teacher, on_event=progress,
                        runtime=runtime_config())
     progress.build = build

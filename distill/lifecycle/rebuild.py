@@ -18,11 +18,11 @@ from edge_agent.embedder import Embedder, HashEmbedder, OnnxEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
 from edge_agent.pack import EMBEDDER_DIR, BuildReport, Pack
-from edge_agent.pack.make import PackSource, make_pack, select_for_pack
+from edge_agent.pack.make import PackSource, make_pack
 
 from .lint import Flag
 
-__all__ = ["RebuildResult", "open_embedder", "pack_source", "rebuild_pack", "select_for_pack"]
+__all__ = ["RebuildResult", "open_embedder", "pack_source", "rebuild_pack"]
 
 log = logging.getLogger(__name__)
 

@@ -62,11 +62,11 @@ def test_run_refuses_a_domain_with_a_typo(tmp_path: Path) -> None:
 def test_progress_display_handles_every_event() -> None:
     from types import SimpleNamespace
 
-    from distill.cli import _Progress
+    from distill.builder.progress import Progress
     from distill.roles.budget import Meter
 
     build = SimpleNamespace(caller=SimpleNamespace(meter=Meter()), student=SimpleNamespace(calls=3))
-    with _Progress(enabled=True) as progress:
+    with Progress(enabled=True) as progress:
         progress.build = build
         progress("stage", {"stage": 0, "p": 1.0, "customers": 2, "library": 0})
         progress("rollout", {"stage": 0, "total": 2})

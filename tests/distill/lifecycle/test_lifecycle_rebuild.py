@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from distill.lifecycle.rebuild import rebuild_pack, select_for_pack
+from distill.lifecycle.rebuild import rebuild_pack
 from edge_agent.cli import cli
 from edge_agent.embedder import HashEmbedder
 from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy, read_library, write_library
 from edge_agent.pack import PackSettings, load_pack
 from edge_agent.pack.make import PackSource
+from edge_agent.pack.write import select_for_pack
 from tests.conftest import make_strategies
 
 DOMAIN = {"name": "test", "company": "Testnet", "system_prompt": "You help customers."}
