@@ -104,6 +104,7 @@ def tune_command(
     with click.progressbar(length=len(items) * len(candidates), label="tuning", file=sys.stderr) as bar:
         result = tune(setup.factory, items, candidates, setup.scorer, setup.rules, progress=bar.update)
     out = report_path or home_dir() / "reports" / f"tune-{pack.path.name}.json"
+    misses, hits = setup.student.ledger.count(setup.student.name)
     table = write_report(
         result,
         out,
@@ -111,8 +112,8 @@ def tune_command(
             "pack": str(pack.path),
             "dev": str(dev_path),
             "model": setup.model_name,
-            "cache_hits": setup.student.ledger.count(setup.student.name)[1],
-            "cache_misses": setup.student.ledger.count(setup.student.name)[0],
+            "cache_hits": hits,
+            "cache_misses": misses,
         },
     )
     if write:
