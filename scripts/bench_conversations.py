@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from distill.metrics import paired_diff_ci
 from edge_agent.adapt import context_text  # noqa: E402
 from edge_agent.agent import Agent  # noqa: E402
 from edge_agent.backends import ChatBackend  # noqa: E402
@@ -95,13 +96,6 @@ def run_demo(name: str, agent: Agent) -> dict:
         "routes": s["routes"],
         **audit(result, agent, suite),
     }
-
-
-def paired_ci(a: np.ndarray, b: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float, float]:
-    diff = a - b
-    rng = np.random.default_rng(seed)
-    boots = [float(np.mean(rng.choice(diff, size=len(diff)))) for _ in range(n)]
-    return float(np.mean(diff)), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
 
 
 def run_paper(student: ChatBackend, limit: int) -> dict:
@@ -189,13 +183,12 @@ def main() -> int:
             f"\n{'paper-airline (held-out)':<28} {'mean cosine':>11} {'diff vs before [95% CI]':>28} {'refund':>7} {'p50 ms':>7}"
         )
         for label, row in rows.items():
-            mean, lo, hi = paired_ci(row["cosine"], base)
-            diff = "" if label.startswith("adapt") else f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+            diff = "" if label.startswith("adapt") else str(paired_diff_ci(row["cosine"], base, resamples=2000))
             print(
                 f"{label:<28} {row['cosine'].mean():>11.3f} {diff:>28} {100 * row['refund']:>6.1f}% {row['ms_p50']:>7.0f}"
             )
         shipped = rows["grounded, library only"]
-        _, _, hi = paired_ci(shipped["cosine"], base)
+        hi = paired_diff_ci(shipped["cosine"], base, resamples=2000).high
         if hi < 0:
             misses.append(f"paper cosine lower than before beyond noise (CI upper {hi:+.3f})")
         if shipped["refund"] > TARGET_REFUND:
