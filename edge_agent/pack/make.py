@@ -30,7 +30,7 @@ from .write import BuildReport, build_pack, repair_index, select_for_pack
 from ..policy import PolicyRule
 
 __all__ = ["KNOWN_MANIFEST_FIELDS", "MAX_PROMPT_SHARE", "OnFlags", "PackSource", "PackResult", "PromptShare",
-           "VerifyReport", "build_from_files", "make_pack", "prompt_share", "select_for_pack", "verify_pack"]
+           "VerifyReport", "build_from_files", "make_pack", "prompt_share", "verify_pack"]
 
 log = logging.getLogger(__name__)
 
