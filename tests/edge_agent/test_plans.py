@@ -1,9 +1,8 @@
-"""Turn plans: one interface, looked up by mode; module imports form no cycle; adapt's reused reply
+"""Turn plans: one interface, looked up by mode; prompt modules import one way; adapt's reused reply
 honours max_tokens, reports usage and arrives in one piece."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ from edge_agent.errors import ConfigError
 from edge_agent.library import Strategy
 from edge_agent.pack import build_pack
 from edge_agent.plans import AdaptPlan, GeneratePlan, GroundedPlan, plan_for
+from tests.conftest import REPO
+from tests.test_layering import import_graph
 
-PKG = Path(__file__).resolve().parents[2] / "edge_agent"
 
 
 def test_plan_lookup_by_mode() -> None:
@@ -29,43 +29,11 @@ def test_plan_lookup_by_mode() -> None:
         plan_for("nope")
 
 
-def _module_imports(name: str) -> set[str]:
-    """edge_agent modules imported at module level (not inside functions) by edge_agent/<name>.py."""
-    tree = ast.parse((PKG / f"{name}.py").read_text(encoding="utf-8"))
-    out = set()
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-            out.add(node.module.split(".")[0])
-    return out
-
-
 def test_prompt_modules_import_in_one_direction() -> None:
-    graph = {
-        m: _module_imports(m)
-        for m in (
-            "prompting",
-            "rendering",
-            "adapt",
-            "plans",
-            "planner",
-            "grounding",
-            "gate",
-            "facts",
-            "agent",
-        )
-    }
-    seen: list[str] = []
-
-    def visit(node: str, path: tuple[str, ...]) -> None:
-        if node in path:
-            raise AssertionError(f"import cycle: {' -> '.join((*path, node))}")
-        for nxt in graph.get(node, ()):
-            visit(nxt, (*path, node))
-        seen.append(node)
-
-    for start in graph:
-        visit(start, ())
-    assert "rendering" not in graph["prompting"] and "adapt" not in graph["rendering"]
+    # no circle anywhere is tests/test_layering.py's check; here, the direction of the prompt modules
+    graph = import_graph(REPO, ["edge_agent"])
+    assert "edge_agent.rendering" not in graph["edge_agent.prompting"]
+    assert "edge_agent.adapt" not in graph["edge_agent.rendering"]
 
 
 def test_adapt_exemplar_is_one_piece_within_max_tokens(tmp_path: Path) -> None:
