@@ -134,8 +134,11 @@ class Agent:
         gen = GenerationConfig().merged(**gen_defaults).merged(**settings.table("generation")).merged(
             **dict(generation or {}))
         rcfg = settings.retrieval.merged(**dict(retrieval or {}))
-        pcfg = PromptConfig.from_mapping(prompting_for(settings.table("prompting"), prompting))
-        check_mode_params(pcfg)  # a misspelt --param fails here, before the first turn
+        if prompting:  # the pack's own table was checked when it loaded; an override is checked here,
+            pcfg = PromptConfig.from_mapping(prompting_for(settings.table("prompting"), prompting))
+            check_mode_params(pcfg)  # so a misspelt --param fails before the first turn
+        else:
+            pcfg = settings.prompting
         retriever = Retriever(embedder_future.result(), loaded.index, loaded.strategies, loaded.vectors, rcfg)
         return cls(student, system_prompt=loaded.system_prompt, retriever=retriever, retrieval=rcfg,
                    prompting=pcfg, generation=gen, pack=loaded)
