@@ -21,7 +21,7 @@ from edge_agent.pack import PackSettings, index_text
 from edge_agent.rendering import render_prompt
 from edge_agent.retrieval import Hit, Retriever
 
-from ..roles.cache import CachedCalls, CallCache, generation_params, request_key
+from ..roles.cache import CachedCalls, CacheKey, CallCache, generation_params
 
 __all__ = ["StudentRunner", "embed_library"]
 
@@ -91,8 +91,7 @@ class StudentRunner:
         return self._lock
 
     async def _generate(self, messages: list[dict[str, str]]) -> str:
-        params = generation_params(self.generation)
-        key = request_key(self.id, messages, params)
+        key = CacheKey.of(self.id, messages, generation_params(self.generation))
         hit = self.ledger.lookup(key, self.id, self.id)
         if hit is not None:
             return hit.text
@@ -101,5 +100,5 @@ class StudentRunner:
             if hit is not None:  # the same prompt was generated while this one waited for the model
                 return hit.text
             result = await asyncio.to_thread(self.backend.chat, messages, self.generation)
-        self.ledger.store(key, self.id, self.id, {"messages": messages, **params}, result)
+        self.ledger.store(key, self.id, self.id, result)
         return result.text.strip()

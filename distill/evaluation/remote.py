@@ -16,7 +16,7 @@ from edge_agent.backends import ChatBackend, ChatResult, ChatStream, GenerationC
 
 from ..config import Endpoint
 from ..roles.budget import Meter
-from ..roles.cache import CachedCalls, CallCache, default_cache_path, request_key
+from ..roles.cache import CachedCalls, CacheKey, CallCache, default_cache_path
 from ..roles.caller import response_format
 from ..roles.openai_chat import ChatRequest, OpenAIChat, ask
 
@@ -39,10 +39,8 @@ class RoleChat:
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         request = ChatRequest.of(self.endpoint, messages, config, self.format)
-        key = request_key(self.endpoint.identity(), request.messages, request.params())
-        result, _ = self.ledger.call(key, self.endpoint.role, self.endpoint.model,
-                                     {"messages": request.messages, **request.params()},
-                                     lambda: ask(self.backend, request))
+        cached = CacheKey.of(self.endpoint.identity(), request.messages, request.params())
+        result, _ = self.ledger.call(cached, self.endpoint.role, self.endpoint.model, lambda: ask(self.backend, request))
         return result
 
     def stream(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatStream:

@@ -27,7 +27,7 @@ from edge_agent.files import home_dir
 
 from .budget import Meter
 
-__all__ = ["CachedCall", "CachedCalls", "CachedChat", "CallCache", "default_cache_path", "generation_params",
+__all__ = ["CacheKey", "CachedCall", "CachedCalls", "CachedChat", "CallCache", "default_cache_path", "generation_params",
            "request_key", "response_json", "result_of"]
 
 _SCHEMA = """
@@ -151,6 +151,20 @@ class CallCache:
             self._db.close()
 
 
+@dataclass(frozen=True)
+class CacheKey:
+    """One request as the cache knows it: its key, and the record stored beside the answer."""
+
+    key: str
+    record: dict[str, Any]
+
+    @classmethod
+    def of(cls, identity: str, messages: Sequence[Mapping[str, str]], params: Mapping[str, Any]) -> CacheKey:
+        """`identity` names who answers (`Endpoint.identity()`, or a local model's id or sha256)."""
+        plain = [dict(m) for m in messages]
+        return cls(request_key(identity, plain, params), {"messages": plain, **params})
+
+
 class CachedCalls:
     """The one cache-and-meter wrapper: look up -> (budget check) -> call -> store -> count usage.
 
@@ -176,9 +190,9 @@ class CachedCalls:
         with self._lock:
             return self.calls[who], self.hits[who]
 
-    def lookup(self, key: str, who: str, model: str) -> ChatResult | None:
-        """The stored answer for `key` (counted as a cache hit), or None."""
-        hit = self.cache.get(key) if self.cache is not None else None
+    def lookup(self, request: CacheKey, who: str, model: str) -> ChatResult | None:
+        """The stored answer for `request` (counted as a cache hit), or None."""
+        hit = self.cache.get(request.key) if self.cache is not None else None
         if hit is None:
             return None
         self.record_hit(who, model, hit.run_id)
@@ -200,26 +214,27 @@ class CachedCalls:
         if self.paid and self.meter is not None:
             self.meter.check(self.advice)
 
-    def store(self, key: str, who: str, model: str, request: Mapping[str, Any], result: ChatResult) -> None:
+    def store(self, request: CacheKey, who: str, model: str, result: ChatResult) -> None:
         """Keep a fresh answer (committed before this returns), then count what it cost."""
         usage = result.usage
         if self.cache is not None:
-            self.cache.put(key, model, request, response_json(result), run_id=self.run_id, paid=self.paid,
+            self.cache.put(request.key, model, request.record, response_json(result), run_id=self.run_id,
+                           paid=self.paid,
                            prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
         if self.paid and self.meter is not None:
             self.meter.record_paid(model, usage.prompt_tokens, usage.completion_tokens)
         with self._lock:
             self.calls[who] += 1
 
-    def call(self, key: str, who: str, model: str, request: Mapping[str, Any],
+    def call(self, request: CacheKey, who: str, model: str,
              compute: Callable[[], ChatResult]) -> tuple[ChatResult, bool]:
         """The synchronous face: (answer, whether it came from the cache)."""
-        hit = self.lookup(key, who, model)
+        hit = self.lookup(request, who, model)
         if hit is not None:
             return hit, True
         self.check()
         result = compute()
-        self.store(key, who, model, request, result)
+        self.store(request, who, model, result)
         return result, False
 
 
@@ -244,11 +259,8 @@ class CachedChat:
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> ChatResult:
         cfg = config or GenerationConfig()
-        plain = [dict(m) for m in messages]
-        params = generation_params(cfg)
-        key = request_key(self.model_id, plain, params)
-        result, _ = self.ledger.call(key, self.name, self.model_id, {"messages": plain, **params},
-                                    lambda: self.backend.chat(messages, cfg))
+        request = CacheKey.of(self.model_id, messages, generation_params(cfg))
+        result, _ = self.ledger.call(request, self.name, self.model_id, lambda: self.backend.chat(messages, cfg))
         return ChatResult(text=result.text.strip(), usage=result.usage, finish_reason=result.finish_reason,
                           model=self.name, timings=result.timings)
 

@@ -27,7 +27,7 @@ from edge_agent.backends import ChatBackend, ChatResult, Usage
 
 from ..config import Endpoint
 from .budget import Meter
-from .cache import CachedCalls, CallCache, request_key
+from .cache import CachedCalls, CacheKey, CallCache
 from .openai_chat import ChatRequest, ask
 from .schemas import MalformedOutput, json_schema, parse_output, repair_messages
 
@@ -163,21 +163,21 @@ class Caller:
         ep = self.endpoints[role]
         request = ChatRequest(messages=[dict(m) for m in messages], temperature=ep.temperature,
                               max_tokens=ep.max_tokens, response_format=fmt)
-        key = request_key(self.identity(role), request.messages, request.params())
+        key = CacheKey.of(self.identity(role), request.messages, request.params())
         hit = self.ledger.lookup(key, role, ep.model)
         if hit is not None:
             if self.on_call:
                 self.on_call(role, True)
             return CallResult(text=hit.text, usage=Usage(hit.usage.prompt_tokens, hit.usage.completion_tokens),
                               finish_reason=hit.finish_reason, cached=True)
-        shared = self._inflight.get(key)
+        shared = self._inflight.get(key.key)
         if shared is not None:
             first = await asyncio.shield(shared)
             self.ledger.record_hit(role, ep.model)
             return CallResult(text=first.text, usage=first.usage, finish_reason=first.finish_reason, cached=True)
         future: asyncio.Future[CallResult] = asyncio.get_running_loop().create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
-        self._inflight[key] = future
+        self._inflight[key.key] = future
         try:
             out = await self._paid(role, ep, key, request)
         except Exception as exc:
@@ -187,11 +187,11 @@ class Caller:
             future.cancel()
             raise
         finally:
-            self._inflight.pop(key, None)
+            self._inflight.pop(key.key, None)
         future.set_result(out)
         return out
 
-    async def _paid(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> CallResult:
+    async def _paid(self, role: str, ep: Endpoint, key: CacheKey, request: ChatRequest) -> CallResult:
         async with self._limit:
             self.ledger.check()
             # Shielded: if the run is stopping (budget, a failed endpoint), a request already sent
@@ -204,10 +204,10 @@ class Caller:
             self.on_call(role, False)
         return CallResult(text=result.text, usage=result.usage, finish_reason=result.finish_reason, cached=False)
 
-    def _complete_and_store(self, role: str, ep: Endpoint, key: str, request: ChatRequest) -> ChatResult:
+    def _complete_and_store(self, role: str, ep: Endpoint, key: CacheKey, request: ChatRequest) -> ChatResult:
         """In the call's thread: the paid answer is committed before anyone is told it exists."""
         result = ask(self.backends[role], request)
-        self.ledger.store(key, role, ep.model, {"messages": request.messages, **request.params()}, result)
+        self.ledger.store(key, role, ep.model, result)
         return result
 
     async def drain(self) -> None:
